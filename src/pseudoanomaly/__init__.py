@@ -1,0 +1,23 @@
+"""pseudoanomaly: batched, seedable pseudo-anomaly synthesis for self-supervised anomaly segmentation.
+
+Data flow of the method (Zhang, Deng & Li, SASHIMI 2023, built on DRAEM, Zavrtanik et al., ICCV 2021)::
+
+    healthy images (B, C, H, W) + foreground (B, 1, H, W)
+        -> mask generator   pseudoanomaly.masks     where the anomaly goes    -> masks (B, 1, H, W) in {0, 1}
+        -> overlay          pseudoanomaly.overlays  what it looks like        -> augmented images (B, C, H, W)
+           (the two together, applied with probability p: PseudoAnomaly; published recipes: presets)
+        -> restoration net  pseudoanomaly.models    undoes the anomaly        -> restored images
+        -> segmentation net pseudoanomaly.models    compares restored / input -> anomaly map (B, 1, H, W)
+        -> metrics          pseudoanomaly.metrics   Dice, AUROC, AP
+
+Everything runs batched on the images' device and draws its randomness from an optional ``torch.Generator``:
+the same seed on the same device gives bit-identical output.
+"""
+
+from __future__ import annotations
+
+from . import masks, overlays, presets
+from .synthesis import PseudoAnomaly
+
+__version__ = "0.1.0"
+__all__ = ["PseudoAnomaly", "masks", "overlays", "presets", "__version__"]

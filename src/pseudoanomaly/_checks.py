@@ -1,0 +1,180 @@
+"""Argument and tensor checks shared by every public entry point.
+
+Every message names the argument and the value received, so a user sees what went wrong without a debugger.
+Checks that need the tensor's values (NaN/Inf, emptiness) cost one reduction each; they are still cheap
+next to the synthesis itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_images",
+    "check_foreground",
+    "check_masks",
+    "check_probability",
+    "check_open_unit",
+    "check_positive",
+    "check_non_negative",
+    "check_odd_size",
+    "check_int_at_least",
+    "check_range_pair",
+    "check_choice",
+]
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, Tensor):
+        return f"Tensor(shape={tuple(x.shape)}, dtype={x.dtype}, device={x.device})"
+    return repr(x)
+
+
+def check_images(images: object, name: str = "images") -> Tensor:
+    """Check a float image batch ``(B, C, H, W)`` with finite values and return it."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"{name} must have shape (B, C, H, W), got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {images.dtype}")
+    if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {tuple(images.shape)}")
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError(f"{name} contains NaN or Inf values ({_describe(images)})")
+    return images
+
+
+def check_foreground(foreground: object, images: Tensor, name: str = "foreground") -> Tensor | None:
+    """Check a foreground ``(B, 1, H, W)`` of bools or 0/1 values; return it as bool on ``images.device``.
+
+    Raises if any sample's foreground is empty: a mask generator cannot place an anomaly there, and silently
+    returning an empty mask would hand a "normal" sample to a user who asked for an anomalous one.
+    """
+    if foreground is None:
+        return None
+    if not isinstance(foreground, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, 1, H, W) or None, got {type(foreground).__name__}")
+    b, _, h, w = images.shape
+    if tuple(foreground.shape) != (b, 1, h, w):
+        raise ValueError(
+            f"{name} must have shape (B, 1, H, W) = {(b, 1, h, w)} to match images, got {tuple(foreground.shape)}"
+        )
+    if foreground.dtype != torch.bool:
+        if foreground.is_complex() or not bool(((foreground == 0) | (foreground == 1)).all()):
+            raise ValueError(f"{name} must be bool or contain only 0 and 1 ({_describe(foreground)})")
+        foreground = foreground != 0
+    foreground = foreground.to(images.device)
+    empty = ~foreground.flatten(1).any(dim=1)
+    if bool(empty.any()):
+        raise ValueError(
+            f"{name} is empty for sample(s) {empty.nonzero().flatten().tolist()}: there is nowhere to put an "
+            "anomaly; drop those samples or pass foreground=None"
+        )
+    return foreground
+
+
+def check_masks(masks: object, images: Tensor, name: str = "masks") -> Tensor:
+    """Check binary masks ``(B, 1, H, W)`` (or ``(B, C, H, W)``) that match ``images``; return them as bool."""
+    if not isinstance(masks, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, 1, H, W), got {type(masks).__name__}")
+    b, c, h, w = images.shape
+    if masks.ndim != 4 or masks.shape[0] != b or masks.shape[1] not in (1, c) or tuple(masks.shape[2:]) != (h, w):
+        raise ValueError(
+            f"{name} must have shape (B, 1, H, W) = {(b, 1, h, w)} to match images, got {tuple(masks.shape)}"
+        )
+    if masks.device != images.device:
+        raise ValueError(f"{name} is on {masks.device} but images are on {images.device}")
+    if masks.dtype == torch.bool:
+        return masks
+    if not bool(((masks == 0) | (masks == 1)).all()):
+        raise ValueError(f"{name} must contain only 0 and 1 ({_describe(masks)})")
+    return masks != 0
+
+
+def _check_real(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_probability(name: str, value: object) -> float:
+    """Check ``0 <= value <= 1``."""
+    v = _check_real(name, value)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return v
+
+
+def check_open_unit(name: str, value: object) -> float:
+    """Check ``0 < value < 1``."""
+    v = _check_real(name, value)
+    if not 0.0 < v < 1.0:
+        raise ValueError(f"{name} must be in the open interval (0, 1), got {value!r}")
+    return v
+
+
+def check_positive(name: str, value: object) -> float:
+    """Check ``value > 0``."""
+    v = _check_real(name, value)
+    if v <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return v
+
+
+def check_non_negative(name: str, value: object) -> float:
+    """Check ``value >= 0``."""
+    v = _check_real(name, value)
+    if v < 0:
+        raise ValueError(f"{name} must be non-negative, got {value!r}")
+    return v
+
+
+def check_int_at_least(name: str, value: object, minimum: int) -> int:
+    """Check an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_odd_size(name: str, value: object) -> int:
+    """Check a positive odd integer (a kernel size)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % 2 == 0:
+        raise ValueError(f"{name} must be a positive odd integer, got {value!r}")
+    return value
+
+
+def check_range_pair(
+    name: str,
+    value: object,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> tuple[float, float]:
+    """Check a ``(min, max)`` pair with ``min <= max`` inside the given bounds; a scalar ``v`` means ``(v, v)``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = (value, value)
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
+        raise ValueError(f"{name} must be a (min, max) pair, got {value!r}")
+    lo, hi = (_check_real(name, v) for v in value)
+    if lo > hi:
+        raise ValueError(f"{name} must satisfy min <= max, got {value!r}")
+    lo_ok = lo >= low if low_inclusive else lo > low
+    hi_ok = hi <= high if high_inclusive else hi < high
+    if not (lo_ok and hi_ok):
+        lb, hb = ("[" if low_inclusive else "("), ("]" if high_inclusive else ")")
+        raise ValueError(f"{name} must lie in {lb}{low}, {high}{hb}, got {value!r}")
+    return lo, hi
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """Check that ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value  # type: ignore[return-value]

@@ -1,0 +1,12 @@
+"""Batched random-shape mask generators.
+
+Every generator is called as ``gen(images, foreground=None, generator=None)`` and returns ``(B, 1, H, W)``
+masks of exactly 0 and 1 on the images' device. :mod:`pseudoanomaly.masks.functional` holds the pure batched
+operations they are built from.
+"""
+
+from . import functional
+from .base import MaskGenerator
+from .blurred_noise import BlurredNoiseMask
+
+__all__ = ["functional", "MaskGenerator", "BlurredNoiseMask"]

@@ -1,0 +1,189 @@
+"""The machinery every mask generator shares.
+
+A generator only says how to *draw* its random parameters for a batch and how to *render* those parameters
+into binary masks. This base class adds, once for all of them: the union of K masks, restriction to a
+foreground, bounded batched redraws for rejection and area limits, ``same_on_batch``, and parameter replay
+(``gen(images, params=gen._params)`` gives the same masks again).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import check_choice, check_foreground, check_images, check_int_at_least, check_range_pair
+from .._random import check_generator
+
+__all__ = ["MaskGenerator"]
+
+Params = dict[str, Tensor]
+
+
+class MaskGenerator(nn.Module):
+    """Base class of batched random-shape mask generators.
+
+    Subclasses implement :meth:`draw` (all randomness, for ``n`` masks at once) and :meth:`render` (a pure
+    function of the drawn parameters). Calling the generator returns masks that are exactly 0 or 1, in the
+    images' dtype and on their device.
+
+    Args:
+        union: number of independent masks OR-ed into each output mask (K).
+        rejection: redraw samples whose mask is empty inside the foreground.
+        area: ``(min, max)`` fraction of the foreground (of the image when no foreground is given) that a
+            mask may cover; samples outside are redrawn.
+        max_tries: total number of draws per sample before giving up (1 disables redraws).
+        on_failure: what happens to samples still rejected after ``max_tries`` draws: ``"keep"`` keeps the
+            last draw (for a foreground too small to hold a mask this is an empty mask: the sample becomes a
+            normal one) and warns; ``"raise"`` raises ``RuntimeError``. Either way ``params["accepted"]``
+            tells which samples passed.
+        same_on_batch: draw one set of parameters and use it for every sample.
+    """
+
+    def __init__(
+        self,
+        *,
+        union: int = 1,
+        rejection: bool = False,
+        area: tuple[float, float] = (0.0, 1.0),
+        max_tries: int = 10,
+        on_failure: str = "keep",
+        same_on_batch: bool = False,
+    ) -> None:
+        super().__init__()
+        self.union = check_int_at_least("union", union, 1)
+        self.rejection = bool(rejection)
+        self.area = check_range_pair("area", area, 0.0, 1.0)
+        self.max_tries = check_int_at_least("max_tries", max_tries, 1)
+        self.on_failure = check_choice("on_failure", on_failure, ("keep", "raise"))
+        self.same_on_batch = bool(same_on_batch)
+        self._params: Params | None = None
+
+    # -- what a subclass provides -------------------------------------------------------------------------
+    def draw(
+        self,
+        n: int,
+        height: int,
+        width: int,
+        foreground: Tensor | None,
+        generator: torch.Generator | None,
+        device: torch.device,
+    ) -> Params:
+        """Draw the random parameters of ``n`` masks: a dict of tensors whose first dimension is ``n``."""
+        raise NotImplementedError
+
+    def render(self, params: Params, height: int, width: int) -> Tensor:
+        """Turn parameters from :meth:`draw` into ``(n, 1, H, W)`` float masks of 0/1 (before the foreground)."""
+        raise NotImplementedError
+
+    # -- shared machinery ---------------------------------------------------------------------------------
+    def forward(
+        self,
+        images: Tensor,
+        foreground: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        params: Params | None = None,
+    ) -> Tensor:
+        """Make one mask per image.
+
+        Args:
+            images: the batch the masks are for; only its shape, dtype and device are used.
+            foreground: where anomalies may go; masks never leave it. ``None`` means anywhere.
+            generator: random source on ``images.device``; the same seed gives bit-identical masks.
+            params: parameters of an earlier call (``gen._params``) to replay instead of drawing new ones.
+
+        Returns:
+            Masks with values exactly 0 or 1, in ``images.dtype`` on ``images.device``.
+
+        Shape:
+            - images: :math:`(B, C, H, W)`
+            - foreground: :math:`(B, 1, H, W)`
+            - output: :math:`(B, 1, H, W)`
+        """
+        check_images(images)
+        fg = check_foreground(foreground, images)
+        check_generator(generator, images.device)
+        b, _, h, w = images.shape
+        if params is None:
+            params, masks = self._sample(b, h, w, fg, generator, images.device)
+        else:
+            masks = self._compose(params, h, w, fg)
+        self._params = params
+        return masks.to(images.dtype)
+
+    def _draw_batch(
+        self, n: int, h: int, w: int, fg: Tensor | None, generator: torch.Generator | None, device: torch.device
+    ) -> Params:
+        # (n, K, ...) parameters: K union members per sample, or one set repeated when same_on_batch.
+        k = self.union
+        if self.same_on_batch:
+            one = self.draw(k, h, w, None if fg is None else fg[:1].repeat(k, 1, 1, 1), generator, device)
+            return {name: p.unsqueeze(0).expand(n, *p.shape).contiguous() for name, p in one.items()}
+        fg_k = None if fg is None else fg.repeat_interleave(k, dim=0)
+        flat = self.draw(n * k, h, w, fg_k, generator, device)
+        return {name: p.view(n, k, *p.shape[1:]) for name, p in flat.items()}
+
+    def _compose(self, params: Params, h: int, w: int, fg: Tensor | None) -> Tensor:
+        members = {name: p for name, p in params.items() if name != "accepted"}
+        n, k = next(iter(members.values())).shape[:2]
+        flat = {name: p.reshape(n * k, *p.shape[2:]) for name, p in members.items()}
+        masks = self.render(flat, h, w).view(n, k, h, w).amax(dim=1, keepdim=True)  # (n, 1, H, W)
+        if fg is not None:
+            masks = masks * fg
+        return masks
+
+    def _acceptable(self, masks: Tensor, fg: Tensor | None) -> Tensor:
+        covered = masks.flatten(1).sum(dim=1)
+        total = fg.flatten(1).sum(dim=1) if fg is not None else torch.full_like(covered, masks[0].numel())
+        fraction = covered / total
+        ok = (fraction >= self.area[0]) & (fraction <= self.area[1])
+        if self.rejection:
+            ok &= covered > 0
+        return ok
+
+    def _sample(
+        self, b: int, h: int, w: int, fg: Tensor | None, generator: torch.Generator | None, device: torch.device
+    ) -> tuple[Params, Tensor]:
+        params = self._draw_batch(b, h, w, fg, generator, device)
+        masks = self._compose(params, h, w, fg)
+        checks_needed = self.rejection or self.area != (0.0, 1.0)
+        accepted = self._acceptable(masks, fg) if checks_needed else torch.ones(b, dtype=torch.bool, device=device)
+        for _ in range(self.max_tries - 1):
+            if not checks_needed or bool(accepted.all()):
+                break
+            if self.same_on_batch:  # one shared draw: redraw it for everyone
+                params = self._draw_batch(b, h, w, fg, generator, device)
+                masks = self._compose(params, h, w, fg)
+                accepted = self._acceptable(masks, fg)
+                continue
+            redo = (~accepted).nonzero().flatten()
+            sub_fg = None if fg is None else fg[redo]
+            new = self._draw_batch(len(redo), h, w, sub_fg, generator, device)
+            new_masks = self._compose(new, h, w, sub_fg)
+            for name, p in new.items():
+                params[name][redo] = p
+            masks[redo] = new_masks
+            accepted[redo] = self._acceptable(new_masks, sub_fg)
+        if checks_needed and not bool(accepted.all()):
+            failed = (~accepted).nonzero().flatten().tolist()
+            message = (
+                f"{type(self).__name__}: sample(s) {failed} have no acceptable mask after max_tries="
+                f"{self.max_tries} draws (rejection={self.rejection}, area={self.area}); the foreground may be "
+                "too small for this generator's shapes"
+            )
+            if self.on_failure == "raise":
+                raise RuntimeError(message)
+            warnings.warn(message + "; keeping the last draw", RuntimeWarning, stacklevel=3)
+        params["accepted"] = accepted
+        return params, masks
+
+    def extra_repr(self) -> str:
+        parts = [f"union={self.union}"]
+        if self.rejection:
+            parts.append("rejection=True")
+        if self.area != (0.0, 1.0):
+            parts.append(f"area={self.area}")
+        if self.same_on_batch:
+            parts.append("same_on_batch=True")
+        return ", ".join(parts)

@@ -1,0 +1,10 @@
+"""Batched overlays that paint an anomaly into the masked pixels of each image.
+
+Every overlay is called as ``overlay(images, masks, generator=None)`` and returns a new tensor of the same
+shape, dtype and device in which pixels outside the mask are bit-identical to the input.
+"""
+
+from .base import Overlay
+from .intensity import IntensityShift
+
+__all__ = ["Overlay", "IntensityShift"]

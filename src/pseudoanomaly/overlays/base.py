@@ -1,0 +1,92 @@
+"""The machinery every overlay shares.
+
+An overlay says how to *draw* its random parameters for a batch and what the masked pixels should become
+(:meth:`Overlay.fill`). This base class checks the inputs, handles ``same_on_batch`` and parameter replay,
+and composes ``where(mask, fill, image)``, so pixels outside the mask come back bit-identical whatever an
+overlay computes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import check_images, check_masks, check_range_pair
+from .._random import check_generator
+
+__all__ = ["Overlay"]
+
+Params = dict[str, Tensor]
+
+
+class Overlay(nn.Module):
+    """Base class of batched overlays that paint an anomaly into the masked pixels of each image.
+
+    Args:
+        value_range: ``(low, high)`` of valid image values; overlays clip their output to it.
+        same_on_batch: draw one set of parameters and use it for every sample.
+    """
+
+    def __init__(self, *, value_range: tuple[float, float] = (0.0, 1.0), same_on_batch: bool = False) -> None:
+        super().__init__()
+        self.value_range = check_range_pair("value_range", value_range)
+        if self.value_range[0] == self.value_range[1]:
+            raise ValueError(f"value_range must have low < high, got {value_range!r}")
+        self.same_on_batch = bool(same_on_batch)
+        self._params: Params | None = None
+
+    # -- what a subclass provides -------------------------------------------------------------------------
+    def draw(self, images: Tensor, generator: torch.Generator | None) -> Params:
+        """Draw the random parameters for ``images``: a dict of tensors whose first dimension is B."""
+        raise NotImplementedError
+
+    def fill(self, images: Tensor, params: Params) -> Tensor:
+        """What every pixel would become if it were masked; only masked pixels are kept."""
+        raise NotImplementedError
+
+    # -- shared machinery ---------------------------------------------------------------------------------
+    def forward(
+        self,
+        images: Tensor,
+        masks: Tensor,
+        generator: torch.Generator | None = None,
+        params: Params | None = None,
+    ) -> Tensor:
+        """Paint anomalies into the masked pixels.
+
+        Args:
+            images: the batch to modify (not modified in place).
+            masks: where to paint, exactly 0/1 (or bool); pixels outside come back bit-identical.
+            generator: random source on ``images.device``; the same seed gives bit-identical output.
+            params: parameters of an earlier call (``overlay._params``) to replay.
+
+        Returns:
+            A new tensor of the same shape, dtype and device as ``images``.
+
+        Shape:
+            - images: :math:`(B, C, H, W)`
+            - masks: :math:`(B, 1, H, W)`
+            - output: :math:`(B, C, H, W)`
+        """
+        check_images(images)
+        inside = check_masks(masks, images)
+        check_generator(generator, images.device)
+        if params is None:
+            if self.same_on_batch:
+                one = self.draw(images[:1], generator)
+                params = {k: v.expand(images.shape[0], *v.shape[1:]).contiguous() for k, v in one.items()}
+            else:
+                params = self.draw(images, generator)
+        self._params = params
+        return torch.where(inside, self.fill(images, params).to(images.dtype), images)
+
+    def _clip(self, x: Tensor) -> Tensor:
+        return x.clamp(self.value_range[0], self.value_range[1])
+
+    def extra_repr(self) -> str:
+        parts = []
+        if self.value_range != (0.0, 1.0):
+            parts.append(f"value_range={self.value_range}")
+        if self.same_on_batch:
+            parts.append("same_on_batch=True")
+        return ", ".join(parts)

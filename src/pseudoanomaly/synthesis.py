@@ -1,0 +1,114 @@
+"""``PseudoAnomaly``: a mask generator and an overlay, applied to a random subset of a batch."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import check_foreground, check_images, check_probability
+from ._random import bernoulli, check_generator
+from .masks import BlurredNoiseMask, MaskGenerator
+from .overlays import IntensityShift, Overlay
+
+__all__ = ["PseudoAnomaly"]
+
+Params = dict[str, object]
+
+
+class PseudoAnomaly(nn.Module):
+    """Synthesize pseudo-anomalies for a batch of normal images.
+
+    Each sample is made anomalous with probability ``p``: ``mask`` draws where the anomaly goes (inside the
+    foreground) and ``overlay`` paints it. A sample left normal keeps its image unchanged and gets an
+    all-zero mask. Randomness is drawn in a fixed order (gate, mask, overlay) from one generator, so a seed
+    reproduces the whole synthesis.
+
+    Args:
+        mask: a :class:`~pseudoanomaly.masks.MaskGenerator`; defaults to the paper's
+            :class:`~pseudoanomaly.masks.BlurredNoiseMask`.
+        overlay: an :class:`~pseudoanomaly.overlays.Overlay`; defaults to the paper's
+            :class:`~pseudoanomaly.overlays.IntensityShift`.
+        p: per-sample probability of an anomaly.
+        same_on_batch: gate all samples together (all anomalous or none). Use the mask's and overlay's own
+            ``same_on_batch`` to share their parameters.
+
+    Shape:
+        - images: :math:`(B, C, H, W)`
+        - foreground: :math:`(B, 1, H, W)`
+        - output: ``(augmented, masks)`` of shapes :math:`(B, C, H, W)` and :math:`(B, 1, H, W)`
+
+    Example:
+        >>> synth = PseudoAnomaly(p=1.0)
+        >>> images = torch.rand(2, 1, 64, 64)
+        >>> augmented, masks = synth(images, generator=torch.Generator().manual_seed(0))
+        >>> augmented.shape, masks.shape, bool((augmented == images)[masks == 0].all())
+        (torch.Size([2, 1, 64, 64]), torch.Size([2, 1, 64, 64]), True)
+    """
+
+    def __init__(
+        self,
+        mask: MaskGenerator | None = None,
+        overlay: Overlay | None = None,
+        p: float = 1.0,
+        same_on_batch: bool = False,
+    ) -> None:
+        super().__init__()
+        mask = BlurredNoiseMask() if mask is None else mask
+        overlay = IntensityShift() if overlay is None else overlay
+        if not isinstance(mask, MaskGenerator):
+            raise TypeError(f"mask must be a pseudoanomaly.masks.MaskGenerator, got {type(mask).__name__}")
+        if not isinstance(overlay, Overlay):
+            raise TypeError(f"overlay must be a pseudoanomaly.overlays.Overlay, got {type(overlay).__name__}")
+        self.mask = mask
+        self.overlay = overlay
+        self.p = check_probability("p", p)
+        self.same_on_batch = bool(same_on_batch)
+        self._params: Params | None = None
+
+    def forward(
+        self,
+        images: Tensor,
+        foreground: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        params: Params | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Make a random subset of ``images`` anomalous.
+
+        Args:
+            images: normal images, float, values in the overlay's ``value_range`` ([0, 1] by default).
+            foreground: where anomalies may go (bool or 0/1); ``None`` means anywhere.
+            generator: random source on ``images.device``; the same seed gives bit-identical output.
+            params: ``synth._params`` of an earlier call, to replay it exactly.
+
+        Returns:
+            ``(augmented, masks)``: new images and their anomaly masks (exactly 0/1, in ``images.dtype``).
+        """
+        check_images(images)
+        fg = check_foreground(foreground, images)
+        check_generator(generator, images.device)
+        b = images.shape[0]
+        if params is None:
+            gate = bernoulli((1,) if self.same_on_batch else (b,), self.p, generator=generator, device=images.device)
+            gate = gate.expand(b)
+            mask_params = overlay_params = None
+        else:
+            gate = params["batch_prob"].to(images.device)  # type: ignore[union-attr]
+            mask_params, overlay_params = params["mask"], params["overlay"]
+        masks = torch.zeros_like(images[:, :1])
+        augmented = images.clone()
+        chosen = gate.nonzero().flatten()
+        if len(chosen) > 0:
+            # Only the anomalous samples are synthesized: with p = 0.5 that halves the work.
+            every = len(chosen) == b
+            sub_images = images if every else images[chosen]
+            sub_fg = fg if (fg is None or every) else fg[chosen]
+            sub_masks = self.mask(sub_images, sub_fg, generator=generator, params=mask_params)
+            sub_out = self.overlay(sub_images, sub_masks, generator=generator, params=overlay_params)
+            masks[chosen] = sub_masks
+            augmented[chosen] = sub_out
+            mask_params, overlay_params = self.mask._params, self.overlay._params
+        self._params = {"batch_prob": gate, "mask": mask_params, "overlay": overlay_params}
+        return augmented, masks
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}" + (", same_on_batch=True" if self.same_on_batch else "")
