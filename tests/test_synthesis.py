@@ -1,0 +1,102 @@
+"""PseudoAnomaly and the presets: gating, replay, determinism, composition."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pseudoanomaly import PseudoAnomaly, presets
+from pseudoanomaly.masks import BlurredNoiseMask
+from pseudoanomaly.overlays import IntensityShift
+
+
+def small_synth(p: float = 1.0, **kwargs) -> PseudoAnomaly:
+    return PseudoAnomaly(BlurredNoiseMask(sigma=4.0, threshold=0.6, rejection=True), IntensityShift(), p=p, **kwargs)
+
+
+def test_constructs_with_no_arguments_as_the_paper():
+    synth = PseudoAnomaly()
+    assert isinstance(synth.mask, BlurredNoiseMask) and isinstance(synth.overlay, IntensityShift)
+    assert synth.p == 1.0
+
+
+def test_p_zero_is_the_identity(device):
+    images = torch.rand(4, 1, 32, 32, device=device)
+    augmented, masks = small_synth(p=0.0)(images, generator=torch.Generator(device=device).manual_seed(0))
+    assert torch.equal(augmented, images)
+    assert not bool(masks.any()) and masks.shape == (4, 1, 32, 32) and masks.device == images.device
+
+
+@given(seed=st.integers(0, 2**31 - 1), p=st.floats(0.0, 1.0))
+def test_normal_samples_are_unchanged_and_anomalous_ones_change_only_inside_the_mask(seed, p):
+    images = 0.25 + 0.5 * torch.rand(6, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
+    synth = small_synth(p=p)
+    augmented, masks = synth(images, generator=torch.Generator().manual_seed(seed))
+    gate = synth._params["batch_prob"]
+    for i in range(6):
+        if not gate[i]:
+            assert torch.equal(augmented[i], images[i]) and not bool(masks[i].any())
+        else:
+            changed = augmented[i] != images[i]
+            assert bool(masks[i].any())
+            assert torch.equal(changed, masks[i].bool()), "exactly the masked pixels change"
+
+
+def test_p_is_the_per_sample_probability():
+    synth = PseudoAnomaly(BlurredNoiseMask(sigma=2.0, kernel_size=1), IntensityShift(), p=0.3)
+    synth(torch.rand(2000, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    rate = float(synth._params["batch_prob"].float().mean())
+    assert 0.27 < rate < 0.33
+
+
+def test_seeded_runs_are_bit_identical_and_replay_reproduces(device):
+    images = torch.rand(5, 1, 48, 48, device=device)
+    fg = torch.zeros(5, 1, 48, 48, dtype=torch.bool, device=device)
+    fg[:, :, 8:40, 8:40] = True
+    synth = small_synth(p=0.6)
+    a = synth(images, fg, generator=torch.Generator(device=device).manual_seed(11))
+    params = synth._params
+    b = synth(images, fg, generator=torch.Generator(device=device).manual_seed(11))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    c = synth(images, fg, params=params)
+    assert torch.equal(a[0], c[0]) and torch.equal(a[1], c[1])
+    assert not bool(a[1][~fg].any())
+
+
+def test_same_on_batch_gates_everything_together():
+    synth = small_synth(p=0.5, same_on_batch=True)
+    for seed in range(6):
+        synth(torch.rand(4, 1, 16, 16), generator=torch.Generator().manual_seed(seed))
+        gate = synth._params["batch_prob"]
+        assert bool(gate.all()) or not bool(gate.any())
+
+
+def test_the_input_is_never_modified():
+    images = torch.rand(3, 2, 32, 32)
+    before = images.clone()
+    small_synth()(images)
+    assert torch.equal(images, before)
+
+
+def test_zhang2023_preset_is_the_released_configuration():
+    synth = presets.zhang2023()
+    assert synth.mask.sigma == 15.0 and synth.mask.kernel_size == 9
+    assert synth.mask.threshold == pytest.approx(200 / 255)
+    assert synth.overlay.magnitude == pytest.approx((60 / 255, 100 / 255))
+    assert synth.overlay.direction == "random"
+    assert presets.zhang2023(cutout=True).overlay.direction == "darken"
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="p must be in"):
+        PseudoAnomaly(p=1.5)
+    with pytest.raises(TypeError, match="mask must be"):
+        PseudoAnomaly(mask=IntensityShift())
+    with pytest.raises(TypeError, match="overlay must be"):
+        PseudoAnomaly(overlay=BlurredNoiseMask())
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        small_synth()(torch.rand(1, 1, 8, 8), generator=0)
+    with pytest.raises(ValueError, match=r"foreground must have shape"):
+        small_synth()(torch.rand(2, 1, 8, 8), torch.ones(1, 1, 8, 8))
