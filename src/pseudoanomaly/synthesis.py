@@ -94,18 +94,21 @@ class PseudoAnomaly(nn.Module):
         else:
             gate = params["batch_prob"].to(images.device)  # type: ignore[union-attr]
             mask_params, overlay_params = params["mask"], params["overlay"]
-        masks = torch.zeros_like(images[:, :1])
-        augmented = images.clone()
         chosen = gate.nonzero().flatten()
-        if len(chosen) > 0:
+        if len(chosen) == b:  # every sample anomalous (p = 1, the paper's setting): no gathering needed
+            masks = self.mask._generate(images, fg, generator, mask_params)
+            augmented = self.overlay._paint(images, masks.bool(), generator, overlay_params)
+        else:
             # Only the anomalous samples are synthesized: with p = 0.5 that halves the work.
-            every = len(chosen) == b
-            sub_images = images if every else images[chosen]
-            sub_fg = fg if (fg is None or every) else fg[chosen]
-            sub_masks = self.mask(sub_images, sub_fg, generator=generator, params=mask_params)
-            sub_out = self.overlay(sub_images, sub_masks, generator=generator, params=overlay_params)
-            masks[chosen] = sub_masks
-            augmented[chosen] = sub_out
+            masks = torch.zeros_like(images[:, :1])
+            augmented = images.clone()
+            if len(chosen) > 0:
+                sub_images = images[chosen]
+                sub_fg = None if fg is None else fg[chosen]
+                sub_masks = self.mask._generate(sub_images, sub_fg, generator, mask_params)
+                masks[chosen] = sub_masks
+                augmented[chosen] = self.overlay._paint(sub_images, sub_masks.bool(), generator, overlay_params)
+        if len(chosen) > 0:
             mask_params, overlay_params = self.mask._params, self.overlay._params
         self._params = {"batch_prob": gate, "mask": mask_params, "overlay": overlay_params}
         return augmented, masks

@@ -74,7 +74,7 @@ class MaskGenerator(nn.Module):
         raise NotImplementedError
 
     def render(self, params: Params, height: int, width: int) -> Tensor:
-        """Turn parameters from :meth:`draw` into ``(n, 1, H, W)`` float masks of 0/1 (before the foreground)."""
+        """Turn parameters from :meth:`draw` into ``(n, 1, H, W)`` masks, bool or 0/1 (before the foreground)."""
         raise NotImplementedError
 
     # -- shared machinery ---------------------------------------------------------------------------------
@@ -104,6 +104,12 @@ class MaskGenerator(nn.Module):
         check_images(images)
         fg = check_foreground(foreground, images)
         check_generator(generator, images.device)
+        return self._generate(images, fg, generator, params)
+
+    def _generate(
+        self, images: Tensor, fg: Tensor | None, generator: torch.Generator | None, params: Params | None
+    ) -> Tensor:
+        # forward() without the argument checks, for callers that have already made them
         b, _, h, w = images.shape
         if params is None:
             params, masks = self._sample(b, h, w, fg, generator, images.device)
@@ -128,9 +134,13 @@ class MaskGenerator(nn.Module):
         members = {name: p for name, p in params.items() if name != "accepted"}
         n, k = next(iter(members.values())).shape[:2]
         flat = {name: p.reshape(n * k, *p.shape[2:]) for name, p in members.items()}
-        masks = self.render(flat, h, w).view(n, k, h, w).amax(dim=1, keepdim=True)  # (n, 1, H, W)
+        masks = self.render(flat, h, w)  # (n * K, 1, H, W)
+        if masks.dtype != torch.bool:
+            masks = masks != 0
+        if k > 1:
+            masks = masks.view(n, k, h, w).any(dim=1, keepdim=True)  # (n, 1, H, W)
         if fg is not None:
-            masks = masks * fg
+            masks = masks & fg
         return masks
 
     def _acceptable(self, masks: Tensor, fg: Tensor | None) -> Tensor:

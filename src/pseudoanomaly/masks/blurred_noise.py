@@ -28,11 +28,11 @@ import torch
 from torch import Tensor
 
 from .._checks import check_non_negative, check_odd_size, check_open_unit, check_positive
+from .._random import random_bytes
 from .base import MaskGenerator, Params
 from .functional import (
     MORPHOLOGY_BACKENDS,
-    binary_closing,
-    binary_opening,
+    binary_morphology,
     elliptical_kernel,
     minmax_stretch,
     noise_grid_shape,
@@ -113,28 +113,42 @@ class BlurredNoiseMask(MaskGenerator):
         gh, gw = noise_grid_shape(height, width, self.sigma, self.downsample)
         params = {"noise": torch.randn((n, 1, gh, gw), generator=generator, device=device)}
         if self.quantize and self.dither > 0:
-            # uniform on [-1, 1] scaled by sqrt(3) has unit variance; uniform draws are cheaper than normal ones
-            params["dither"] = torch.rand((n, 1, height, width), generator=generator, device=device) * 2 - 1
+            # uniform bytes: a dither of (byte + 0.5) / 128 - 1, uniform on (-1, 1), costs an eighth of torch.rand
+            params["dither"] = random_bytes((n, 1, height, width), generator=generator, device=device)
         return params
 
     def render(self, params: Params, height: int, width: int) -> Tensor:
         field = smooth_field(params["noise"], height, width, self.sigma, self.downsample)  # (n, 1, H, W)
         if self.quantize:
-            # In grey levels: blurred uniform uint8 noise has the mean of the noise and a standard deviation
-            # NOISE_STD times that of blurred unit noise; stretch() rounds as cv2 does on uint8.
-            levels = NOISE_MEAN + NOISE_STD * field
-            if "dither" in params:
-                levels = levels + (self.dither * math.sqrt(3)) * params["dither"]
-            stretched = minmax_stretch(levels, levels=GREY_LEVELS)
-            # compare on the integer grid: "> 200" must not hinge on 200 / 255 * 255 rounding to 199.99...
-            masks = torch.round(stretched * (GREY_LEVELS - 1)) > round(self.threshold * (GREY_LEVELS - 1), 6)
+            masks = self._threshold_8bit(field, params.get("dither"))
         else:
             masks = minmax_stretch(field) > self.threshold
-        masks = masks.float()
         if self.kernel_size > 1:
-            masks = binary_opening(masks, self.kernel, self.backend)
-            masks = binary_closing(masks, self.kernel, self.backend)
+            masks = binary_morphology(masks, self.kernel, "oc", self.backend)  # opening, then closing
         return masks
+
+    def _threshold_8bit(self, field: Tensor, dither: Tensor | None) -> Tensor:
+        # In grey levels, blurred uniform uint8 noise has the noise's mean and NOISE_STD times the standard
+        # deviation of blurred unit noise; cv2 rounds the blur to uint8 (plus its fixed-point error, dither).
+        levels = field.mul(NOISE_STD)
+        if dither is None:
+            levels.add_(NOISE_MEAN)
+        else:
+            # dither bytes u -> amplitude * ((u + 0.5) / 128 - 1), uniform with rms self.dither
+            amplitude = self.dither * math.sqrt(3)
+            levels.add_(dither, alpha=amplitude / 128).add_(NOISE_MEAN + amplitude * (0.5 / 128 - 1))
+        levels.round_()
+        # cv2.normalize to [0, 255] rounds (x - lo) * 255 / (hi - lo) half to even; the result exceeds the
+        # cut-off iff it reaches the next integer m above it, i.e. iff (x - lo) * scale passes m - 0.5 (at
+        # exactly m - 0.5 only when m is even). Comparing per sample avoids stretching the whole field.
+        lo, hi = torch.aminmax(levels.flatten(1), dim=1)
+        span = (hi - lo).view(-1, 1, 1, 1)
+        top = GREY_LEVELS - 1
+        m = math.floor(round(self.threshold * top, 6)) + 1
+        limit = (m - 0.5) * span / top  # (n, 1, 1, 1) in grey levels above the minimum
+        above = levels.sub_(lo.view(-1, 1, 1, 1))
+        masks = (above >= limit) if m % 2 == 0 else (above > limit)
+        return masks & (span > 0)  # a constant image stretches to 0 everywhere
 
     def extra_repr(self) -> str:
         own = f"sigma={self.sigma}, threshold={self.threshold:.4f}, kernel_size={self.kernel_size}"

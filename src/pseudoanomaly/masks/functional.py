@@ -28,10 +28,13 @@ __all__ = [
     "binary_erosion",
     "binary_opening",
     "binary_closing",
+    "binary_morphology",
     "noise_grid_shape",
     "smooth_field",
     "smooth_noise",
     "minmax_stretch",
+    "perlin_noise",
+    "fractal_noise",
 ]
 
 MORPHOLOGY_BACKENDS = ("auto", "torch", "opencv")
@@ -113,13 +116,18 @@ def _dilate_torch(x: Tensor, kernel: Tensor, border: float) -> Tensor:
     return out
 
 
-def _morph_opencv(masks: Tensor, kernel: Tensor, op: int) -> Tensor:
+def _morph_opencv(masks: Tensor, kernel: Tensor, ops: str) -> Tensor:
+    # One conversion to host uint8 for the whole sequence of operations, then OpenCV image by image.
+    codes = {"d": cv2.MORPH_DILATE, "e": cv2.MORPH_ERODE, "o": cv2.MORPH_OPEN, "c": cv2.MORPH_CLOSE}
     k = kernel.to("cpu", torch.uint8).numpy()
     src = masks.detach().to("cpu", torch.uint8).numpy()  # (B, 1, H, W)
     out = np.empty_like(src)
     for i in range(src.shape[0]):
-        out[i, 0] = cv2.morphologyEx(src[i, 0], op, k)
-    return torch.from_numpy(out).to(device=masks.device, dtype=masks.dtype)
+        m = src[i, 0]
+        for op in ops:
+            m = cv2.morphologyEx(m, codes[op], k)
+        out[i, 0] = m
+    return torch.from_numpy(out).to(masks.device)
 
 
 def _resolve_backend(backend: str, device: torch.device) -> str:
@@ -137,24 +145,47 @@ def _check_mask_tensor(masks: Tensor) -> None:
         raise ValueError(f"masks must be a tensor of shape (B, 1, H, W), got {got}")
 
 
-def _morphology(masks: Tensor, kernel: Tensor, ops: str, backend: str) -> Tensor:
+def binary_morphology(masks: Tensor, kernel: Tensor, ops: str, backend: str = "auto") -> Tensor:
+    """Apply a sequence of binary morphological operations, exactly as the same ``cv2.morphologyEx`` calls.
+
+    Cheaper than chaining the single operations: masks are converted once for the whole sequence.
+
+    Args:
+        masks: binary masks, bool or 0/1 floats.
+        kernel: 2-D structuring element with odd sides (bool or 0/1), e.g. :func:`elliptical_kernel`.
+        ops: operations in order, one letter each: ``d`` dilate, ``e`` erode, ``o`` open, ``c`` close.
+        backend: ``"opencv"`` (per-image OpenCV calls on host memory), ``"torch"`` (max-pooling on the
+            masks' device) or ``"auto"`` (OpenCV on CPU, torch elsewhere). All give the same result.
+
+    Returns:
+        Masks of the same shape, dtype and device.
+
+    Shape:
+        - masks: :math:`(B, 1, H, W)`
+        - output: :math:`(B, 1, H, W)`
+
+    Example:
+        >>> m = torch.zeros(1, 1, 9, 9); m[0, 0, 2:7, 2:7] = 1; m[0, 0, 4, 4] = 0
+        >>> binary_morphology(m, elliptical_kernel(3), "co").sum().item()  # hole closed, corners opened
+        21.0
+    """
     _check_mask_tensor(masks)
+    if not isinstance(ops, str) or any(op not in "deoc" for op in ops):
+        raise ValueError(f"ops must be a string of the letters d, e, o, c, got {ops!r}")
     if kernel.ndim != 2 or kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
         raise ValueError(f"kernel must be a 2-D tensor with odd sides, got shape {tuple(kernel.shape)}")
     dtype = masks.dtype
-    x = masks.float() if dtype == torch.bool else masks
     if _resolve_backend(backend, masks.device) == "opencv":
-        codes = {"d": cv2.MORPH_DILATE, "e": cv2.MORPH_ERODE, "o": cv2.MORPH_OPEN, "c": cv2.MORPH_CLOSE}
-        for op in ops:
-            x = _morph_opencv(x, kernel, codes[op])
+        x = _morph_opencv(masks, kernel, ops)
     else:
         kernel = kernel.bool()
+        x = masks.float() if dtype == torch.bool else masks
         for op in ops:
             for step in {"d": "d", "e": "e", "o": "ed", "c": "de"}[op]:
                 # erosion = complement of the dilation of the complement; OpenCV's erosion border counts as
                 # foreground, which becomes a background border for the complemented dilation.
                 x = _dilate_torch(x, kernel, 0.0) if step == "d" else 1.0 - _dilate_torch(1.0 - x, kernel, 0.0)
-    return x.bool() if dtype == torch.bool else x
+    return x.bool() if dtype == torch.bool else x.to(dtype)
 
 
 def binary_dilation(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Tensor:
@@ -182,7 +213,7 @@ def binary_dilation(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Ten
                 [0, 0, 1, 0, 0],
                 [0, 0, 0, 0, 0]], dtype=torch.int32)
     """
-    return _morphology(masks, kernel, "d", backend)
+    return binary_morphology(masks, kernel, "d", backend)
 
 
 def binary_erosion(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Tensor:
@@ -198,7 +229,7 @@ def binary_erosion(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Tens
                 [1, 1, 1, 1],
                 [1, 1, 1, 1]], dtype=torch.int32)
     """
-    return _morphology(masks, kernel, "e", backend)
+    return binary_morphology(masks, kernel, "e", backend)
 
 
 def binary_opening(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Tensor:
@@ -211,7 +242,7 @@ def binary_opening(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Tens
         >>> int(binary_opening(m, elliptical_kernel(3)).sum())  # the lone pixel goes, the square's corners too
         5
     """
-    return _morphology(masks, kernel, "o", backend)
+    return binary_morphology(masks, kernel, "o", backend)
 
 
 def binary_closing(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Tensor:
@@ -224,7 +255,7 @@ def binary_closing(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Tens
         >>> int(binary_closing(m, elliptical_kernel(3)).sum())  # the one-pixel hole is filled
         25
     """
-    return _morphology(masks, kernel, "c", backend)
+    return binary_morphology(masks, kernel, "c", backend)
 
 
 def _gaussian_kernel_size(sigma: float) -> int:
@@ -355,9 +386,8 @@ def minmax_stretch(x: Tensor, levels: int | None = None) -> Tensor:
     """
     if levels is not None:
         x = torch.round(x)
-    flat = x.flatten(1)
-    lo = flat.amin(dim=1).view(-1, *([1] * (x.ndim - 1)))
-    hi = flat.amax(dim=1).view(-1, *([1] * (x.ndim - 1)))
+    lo, hi = torch.aminmax(x.flatten(1), dim=1)
+    lo, hi = (v.view(-1, *([1] * (x.ndim - 1))) for v in (lo, hi))
     span = hi - lo
     top = 1.0 if levels is None else float(levels - 1)
     scale = torch.where(span > 0, top / span.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(span))
@@ -365,3 +395,194 @@ def minmax_stretch(x: Tensor, levels: int | None = None) -> Tensor:
     if levels is not None:
         y = torch.round(y) / top
     return y
+
+
+# -- Perlin gradient noise (DRAEM's masks, noise textures) -------------------------------------------------
+
+# DRAEM's rand_perlin_2d_np multiplies by sqrt(2): plain 2-D Perlin noise with unit gradients spans
+# [-sqrt(2)/2, sqrt(2)/2], so the scaled noise lies in [-1, 1].
+PERLIN_SCALE = math.sqrt(2.0)
+# Rotated sample points this close (in pixels) outside the frame still count as inside: a 90-degree turn of a
+# square must not lose its border row to the rounding of cos(pi / 2).
+_FRAME_TOLERANCE = 1e-3
+
+
+def _fade(t: Tensor) -> Tensor:
+    # Perlin's quintic 6t^5 - 15t^4 + 10t^3 (flat first and second derivatives at lattice points). Separate
+    # multiplies and adds, no fused op, so a value never depends on where it sits in the batch; in place on a
+    # fresh temporary, because at full resolution these steps are bound by memory traffic.
+    return (t * 6.0).sub_(15.0).mul_(t).add_(10.0).mul_(t).mul_(t).mul_(t)
+
+
+def _lerp_(start: Tensor, end: Tensor, weight: Tensor) -> Tensor:
+    # start + weight * (end - start), written into `end` (a temporary of the caller's)
+    return end.sub_(start).mul_(weight).add_(start)
+
+
+def _check_lattice(gradient_angles: Tensor, resolution: Tensor, name: str = "gradient_angles") -> None:
+    if not isinstance(gradient_angles, Tensor) or gradient_angles.ndim != 3 or not gradient_angles.is_floating_point():
+        got = (
+            f"shape {tuple(gradient_angles.shape)}, dtype {gradient_angles.dtype}"
+            if isinstance(gradient_angles, Tensor)
+            else type(gradient_angles).__name__
+        )
+        raise ValueError(f"{name} must be a floating-point tensor of shape (B, Ly, Lx), got {got}")
+    n, ly, lx = gradient_angles.shape
+    if not isinstance(resolution, Tensor) or tuple(resolution.shape) != (n, 2) or resolution.is_floating_point():
+        got = f"shape {tuple(resolution.shape)}" if isinstance(resolution, Tensor) else type(resolution).__name__
+        raise ValueError(f"resolution must be an integer tensor of shape (B, 2) = ({n}, 2), got {got}")
+    if n == 0:
+        return
+    # one host sync: an out-of-range lattice would index past the gradients (a device assert on a GPU)
+    low, ry, rx = int(resolution.min()), int(resolution[:, 0].max()), int(resolution[:, 1].max())
+    if low < 1 or ry >= ly or rx >= lx:
+        raise ValueError(
+            f"resolution must be >= 1 and below the lattice size of {name} ({ly}, {lx}) along each axis, got "
+            f"values in [{low}, {max(ry, rx)}]"
+        )
+
+
+def perlin_noise(
+    gradient_angles: Tensor, resolution: Tensor, height: int, width: int, rotation: Tensor | None = None
+) -> Tensor:
+    """Evaluate 2-D Perlin gradient noise, one lattice per sample, at every pixel of an ``height x width`` frame.
+
+    Sample ``i`` has ``resolution[i] = (ry, rx)`` lattice cells along the height and the width, so pixel
+    ``(y, x)`` sits at lattice coordinates ``(y * ry / H, x * rx / W)`` (the grid of DRAEM's
+    ``rand_perlin_2d_np``; any size works, no divisibility needed). Lattice point ``(j, k)`` carries the unit
+    gradient ``(cos a, sin a)`` along (height, width) with ``a = gradient_angles[i, j, k]``; the four corner
+    ramps of a cell are blended with the quintic fade :math:`6t^5 - 15t^4 + 10t^3` and the result is scaled by
+    :math:`\\sqrt{2}`, as DRAEM does, so it lies in [-1, 1]. Only the top-left ``(ry + 1, rx + 1)`` gradients
+    of a sample are used, which lets a batch of mixed resolutions share one tensor.
+
+    With ``rotation``, the pattern is turned about the frame's centre ``((H - 1) / 2, (W - 1) / 2)`` by that
+    many degrees (clockwise as displayed, rows downward), evaluating the noise exactly at the turned
+    coordinates rather than resampling an image; where a turned point falls outside the original frame the
+    noise is 0, the zero fill of DRAEM's ``imgaug`` rotation.
+
+    Args:
+        gradient_angles: gradient angles in radians at the lattice points.
+        resolution: integer lattice cells ``(ry, rx)`` per sample, each in ``[1, L - 1]`` for its axis.
+        height: output height H.
+        width: output width W.
+        rotation: per-sample angle in degrees, or ``None`` for no rotation.
+
+    Returns:
+        The noise, in the dtype and on the device of ``gradient_angles``.
+
+    Shape:
+        - gradient_angles: :math:`(B, L_y, L_x)`
+        - resolution: :math:`(B, 2)`
+        - rotation: :math:`(B,)`
+        - output: :math:`(B, 1, H, W)`
+
+    Example:
+        >>> angles = 2 * math.pi * torch.rand(2, 33, 33, generator=torch.Generator().manual_seed(0))
+        >>> noise = perlin_noise(angles, torch.tensor([[4, 4], [1, 32]]), 37, 53)
+        >>> noise.shape, bool(noise.abs().max() <= 1), float(noise[0, 0, 0, 0])  # 0 on every lattice point
+        (torch.Size([2, 1, 37, 53]), True, 0.0)
+    """
+    _check_lattice(gradient_angles, resolution)
+    n, ly, lx = gradient_angles.shape
+    dtype, device = gradient_angles.dtype, gradient_angles.device
+    # cos/sin in float64, rounded once to dtype: the vectorized and scalar kernels may differ in the last bit,
+    # and which one a value meets depends on its position in the batch.
+    wide = gradient_angles.double()
+    grad_y = torch.cos(wide).to(dtype)  # (B, Ly, Lx)
+    grad_x = torch.sin(wide).to(dtype)
+    ys = torch.arange(height, device=device, dtype=dtype).view(1, height, 1)
+    xs = torch.arange(width, device=device, dtype=dtype).view(1, 1, width)
+    inside = None
+    if rotation is None:
+        y, x = ys.expand(n, height, width), xs.expand(n, height, width)
+    else:
+        if not isinstance(rotation, Tensor) or tuple(rotation.shape) != (n,):
+            got = tuple(rotation.shape) if isinstance(rotation, Tensor) else type(rotation).__name__
+            raise ValueError(f"rotation must be a tensor of shape (B,) = ({n},) or None, got {got}")
+        theta = torch.deg2rad(rotation.to(device=device, dtype=torch.float64))
+        cos, sin = torch.cos(theta).to(dtype).view(n, 1, 1), torch.sin(theta).to(dtype).view(n, 1, 1)
+        # Output pixel p shows the unrotated pattern at c + R(theta) (p - c), c the frame's centre.
+        cy, cx = (height - 1) / 2, (width - 1) / 2
+        dy, dx = ys - cy, xs - cx
+        y = cos * dy - sin * dx  # (B, H, W), from the centre
+        x = sin * dy + cos * dx
+        inside = (y.abs() <= cy + _FRAME_TOLERANCE) & (x.abs() <= cx + _FRAME_TOLERANCE)
+        y, x = y.clamp_(-cy, cy).add_(cy), x.clamp_(-cx, cx).add_(cx)
+    ry = resolution[:, 0].to(device=device, dtype=dtype).view(n, 1, 1)
+    rx = resolution[:, 1].to(device=device, dtype=dtype).view(n, 1, 1)
+    fy, fx = y * (ry / height), x * (rx / width)  # lattice coordinates, in [0, ry) x [0, rx)
+    # Split into cell and position inside it; frac is exact and far cheaper than floor on a CPU.
+    frac_y, frac_x = torch.frac(fy), torch.frac(fx)
+    corner = fy.sub_(frac_y).mul_(lx).add_(fx.sub_(frac_x))  # top-left corner's index in its lattice, exact
+    fy, fx = frac_y, frac_x  # (B, H, W) in [0, 1)
+    # One flat index into all B lattices: index_select on it is about twice as fast as gather on a CPU.
+    index_dtype = torch.int32 if n * ly * lx < 2**31 else torch.int64
+    first = torch.arange(n, device=device, dtype=index_dtype).view(n, 1, 1) * (ly * lx)
+    corner = corner.to(index_dtype).add_(first).view(-1)  # (B * H * W,)
+    flat_y, flat_x = grad_y.reshape(-1), grad_x.reshape(-1)
+
+    def ramp(offset: int, oy: Tensor, ox: Tensor) -> Tensor:
+        # dot product of a corner's gradient with the pixel's offset from that corner; the corner `offset`
+        # places after the top-left one is read through a shifted view, sparing an index tensor per corner
+        gy = flat_y[offset:].index_select(0, corner).view(n, height, width)
+        gx = flat_x[offset:].index_select(0, corner).view(n, height, width)
+        return gy.mul_(oy).add_(gx.mul_(ox))
+
+    fy1, fx1 = fy - 1.0, fx - 1.0
+    n00, n10 = ramp(0, fy, fx), ramp(lx, fy1, fx)
+    n01, n11 = ramp(1, fy, fx1), ramp(lx + 1, fy1, fx1)
+    del fy1, fx1, corner
+    ty, tx = _fade(fy), _fade(fx)
+    left = _lerp_(n00, n10, ty)  # blend along the height first, then along the width, as DRAEM
+    right = _lerp_(n01, n11, ty)
+    noise = _lerp_(left, right, tx).mul_(PERLIN_SCALE)
+    if inside is not None:
+        noise.masked_fill_(~inside, 0.0)
+    return noise.unsqueeze(1)
+
+
+def fractal_noise(
+    gradient_angles: list[Tensor] | tuple[Tensor, ...],
+    resolution: Tensor,
+    height: int,
+    width: int,
+    persistence: float = 0.5,
+) -> Tensor:
+    """Sum octaves of :func:`perlin_noise`, each with twice the lattice resolution and ``persistence`` times the
+    amplitude of the one before, divided by the sum of the amplitudes so the result stays in [-1, 1].
+
+    Args:
+        gradient_angles: one tensor of gradient angles per octave; octave ``k`` uses ``resolution * 2**k``
+            cells, so its lattice must be larger than that.
+        resolution: integer lattice cells ``(ry, rx)`` of the first (coarsest) octave, per sample.
+        height: output height H.
+        width: output width W.
+        persistence: amplitude ratio between consecutive octaves, in (0, 1].
+
+    Returns:
+        The noise, in the dtype and on the device of the angles.
+
+    Shape:
+        - gradient_angles: a sequence of :math:`(B, L^{(k)}_y, L^{(k)}_x)`
+        - resolution: :math:`(B, 2)`
+        - output: :math:`(B, 1, H, W)`
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> angles = [2 * math.pi * torch.rand(3, 2**k * 4 + 1, 2**k * 4 + 1, generator=g) for k in range(3)]
+        >>> noise = fractal_noise(angles, torch.full((3, 2), 4), 48, 40)
+        >>> noise.shape, bool(noise.abs().max() <= 1)
+        (torch.Size([3, 1, 48, 40]), True)
+    """
+    if not isinstance(gradient_angles, (list, tuple)) or len(gradient_angles) == 0:
+        got = f"shape {tuple(gradient_angles.shape)}" if isinstance(gradient_angles, Tensor) else repr(gradient_angles)
+        raise ValueError(f"gradient_angles must be a non-empty list of (B, Ly, Lx) tensors, one per octave, got {got}")
+    if isinstance(persistence, bool) or not isinstance(persistence, (int, float)) or not 0 < persistence <= 1:
+        raise ValueError(f"persistence must be in (0, 1], got {persistence!r}")
+    total, amplitude, amplitudes = None, 1.0, 0.0
+    for k, angles in enumerate(gradient_angles):
+        octave = perlin_noise(angles, resolution * 2**k, height, width)
+        total = octave if total is None else total + amplitude * octave
+        amplitudes += amplitude
+        amplitude *= persistence
+    return total / amplitudes

@@ -71,6 +71,12 @@ class Overlay(nn.Module):
         check_images(images)
         inside = check_masks(masks, images)
         check_generator(generator, images.device)
+        return self._paint(images, inside, generator, params)
+
+    def _paint(
+        self, images: Tensor, inside: Tensor, generator: torch.Generator | None, params: Params | None
+    ) -> Tensor:
+        # forward() without the argument checks; `inside` is the bool mask
         if params is None:
             if self.same_on_batch:
                 one = self.draw(images[:1], generator)

@@ -1,0 +1,114 @@
+"""Thresholded Perlin noise: the mask of DRAEM (Zavrtanik, Kristan & Skočaj, "DRAEM - A discriminatively
+trained reconstruction embedding for surface anomaly detection", ICCV 2021).
+
+Reference code (github.com/VitjanZ/DRAEM, ``perlin.py`` and ``data_loader.py``), per image: Perlin noise
+(``rand_perlin_2d_np``) with ``2**u x 2**v`` lattice cells, ``u`` and ``v`` drawn independently from
+{0, ..., 5}; rotated with ``imgaug.augmenters.Affine(rotate=(-90, 90))``; thresholded ``> 0.5``.
+
+NOTE: departures from the reference, none of which changes the distribution of the masks beyond a pixel's
+worth of edge:
+- the noise is evaluated exactly at the rotated coordinates (:func:`~.functional.perlin_noise`) instead of
+  rotating a noise image with bilinear interpolation;
+- points whose rotated coordinate falls outside the original frame get noise 0, hence no mask: this is the
+  zero fill of ``imgaug``'s ``Affine`` (``mode="constant"``, ``cval=0``), which leaves the rotated-out
+  corners empty;
+- any image size works: DRAEM's grid needs the size to be a multiple of the resolution (up to 32);
+- the whole batch is drawn at once: every sample gets gradients for the largest lattice
+  (``2**max + 1`` points per side) and uses the top-left part its own resolution needs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .._checks import check_open_unit, check_range_pair
+from .._random import randint, uniform
+from .base import MaskGenerator, Params
+from .functional import perlin_noise
+
+__all__ = ["PerlinMask"]
+
+# DRAEM data_loader.py: 2 ** torch.randint(min_perlin_scale=0, perlin_scale=6), i.e. 1 to 32 cells per side
+SCALE_EXPONENTS = (0, 5)
+# DRAEM data_loader.py: iaa.Sequential([iaa.Affine(rotate=(-90, 90))]), degrees
+ROTATION = (-90.0, 90.0)
+# DRAEM data_loader.py: perlin_noise > threshold with threshold = 0.5
+THRESHOLD = 0.5
+# Our bound, not DRAEM's: 2**8 cells per side already has details of one pixel on a 256 x 256 image.
+MAX_EXPONENT = 8
+
+
+def _check_exponents(value: object) -> tuple[int, int]:
+    ok = (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 2
+        and all(isinstance(e, int) and not isinstance(e, bool) for e in value)
+    )
+    if not ok or not 0 <= value[0] <= value[1] <= MAX_EXPONENT:  # type: ignore[index]
+        raise ValueError(
+            f"scale_exponents must be a (min, max) pair of integers with 0 <= min <= max <= {MAX_EXPONENT}, "
+            f"got {value!r}"
+        )
+    return int(value[0]), int(value[1])  # type: ignore[index]
+
+
+class PerlinMask(MaskGenerator):
+    """Blobs where rotated Perlin noise of a random lattice resolution exceeds a threshold (DRAEM's masks).
+
+    Each mask: draw lattice resolutions ``2**u`` (along the height) and ``2**v`` (along the width) with
+    ``u, v`` uniform in ``scale_exponents``, a random unit gradient at every lattice point, and an angle
+    uniform in ``rotation``; evaluate the Perlin noise (in [-1, 1]) turned by that angle, and keep what lies
+    above ``threshold``. Coarse lattices make few large blobs, fine ones many small ones; unequal ``u`` and
+    ``v`` make stripes. Defaults are DRAEM's.
+
+    Args:
+        scale_exponents: ``(min, max)`` of the exponents ``u`` and ``v``, integers in [0, 8].
+        rotation: ``(min, max)`` angle in degrees (clockwise as displayed); ``(0, 0)`` disables rotation.
+        threshold: cut on the noise, in (0, 1); higher makes smaller blobs.
+        **kwargs: shared options of :class:`~pseudoanomaly.masks.base.MaskGenerator` (``union``,
+            ``rejection``, ``area``, ``max_tries``, ``on_failure``, ``same_on_batch``).
+
+    Shape:
+        - images: :math:`(B, C, H, W)`
+        - foreground: :math:`(B, 1, H, W)`
+        - output: :math:`(B, 1, H, W)`
+
+    Example:
+        >>> gen = PerlinMask()
+        >>> masks = gen(torch.rand(4, 3, 64, 64), generator=torch.Generator().manual_seed(0))
+        >>> masks.shape, set(gen._params["resolution"].flatten().tolist()) <= {1, 2, 4, 8, 16, 32}
+        (torch.Size([4, 1, 64, 64]), True)
+    """
+
+    def __init__(
+        self,
+        scale_exponents: tuple[int, int] = SCALE_EXPONENTS,
+        rotation: tuple[float, float] = ROTATION,
+        threshold: float = THRESHOLD,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.scale_exponents = _check_exponents(scale_exponents)
+        self.rotation = check_range_pair("rotation", rotation)
+        self.threshold = check_open_unit("threshold", threshold)
+
+    def draw(self, n, height, width, foreground, generator, device) -> Params:
+        low, high = self.scale_exponents
+        exponents = randint((n, 2), low, high, generator=generator, device=device)  # (n, 2): height, width
+        side = 2**high + 1  # gradients for the finest lattice; coarser samples use the top-left corner
+        angles = uniform((n, side, side), 0.0, 2 * math.pi, generator=generator, device=device)
+        rotation = uniform((n,), *self.rotation, generator=generator, device=device)  # degrees
+        return {"resolution": 2**exponents, "gradient_angles": angles, "rotation": rotation}
+
+    def render(self, params: Params, height: int, width: int) -> Tensor:
+        noise = perlin_noise(params["gradient_angles"], params["resolution"], height, width, params["rotation"])
+        return (noise > self.threshold).float()  # (n, 1, H, W)
+
+    def extra_repr(self) -> str:
+        own = f"scale_exponents={self.scale_exponents}, rotation={self.rotation}, threshold={self.threshold}"
+        return f"{own}, {super().extra_repr()}"
