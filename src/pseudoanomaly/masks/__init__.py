@@ -7,6 +7,7 @@ operations they are built from.
 
 from . import functional
 from .base import MaskGenerator
+from .blob import BlobMask
 from .blurred_noise import BlurredNoiseMask
 
-__all__ = ["functional", "MaskGenerator", "BlurredNoiseMask"]
+__all__ = ["functional", "MaskGenerator", "BlurredNoiseMask", "BlobMask"]

@@ -191,7 +191,7 @@ class BlobMask(MaskGenerator):
         else:
             inside = rho2 <= 1  # exact ellipses
         inside &= params["valid"][..., None, None]
-        return inside.any(dim=1, keepdim=True).float()  # (n, 1, H, W)
+        return inside.any(dim=1, keepdim=True)  # (n, 1, H, W) bool
 
     def extra_repr(self) -> str:
         own = f"count={self.count}, radius={self.radius}, irregularity={self.irregularity}"

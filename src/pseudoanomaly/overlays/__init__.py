@@ -6,5 +6,6 @@ shape, dtype and device in which pixels outside the mask are bit-identical to th
 
 from .base import Overlay
 from .intensity import IntensityShift
+from .patch import PatchBlend
 
-__all__ = ["Overlay", "IntensityShift"]
+__all__ = ["Overlay", "IntensityShift", "PatchBlend"]
