@@ -100,3 +100,18 @@ def test_bad_arguments_are_named():
         small_synth()(torch.rand(1, 1, 8, 8), generator=0)
     with pytest.raises(ValueError, match=r"foreground must have shape"):
         small_synth()(torch.rand(2, 1, 8, 8), torch.ones(1, 1, 8, 8))
+
+
+def test_draem_preset_is_the_released_configuration():
+    from pseudoanomaly.masks import PerlinMask
+    from pseudoanomaly.overlays import TextureBlend
+
+    synth = presets.draem()
+    assert isinstance(synth.mask, PerlinMask) and isinstance(synth.overlay, TextureBlend)
+    assert synth.p == 0.5  # DRAEM leaves half of the training samples normal
+    assert synth.mask.threshold == 0.5 and synth.mask.scale_exponents == (0, 5)
+    assert synth.overlay.beta == pytest.approx((0.0, 0.8))
+    bank = torch.rand(3, 1, 40, 40)
+    images = torch.rand(4, 1, 32, 32)
+    augmented, masks = presets.draem(p=1.0, textures=bank)(images, generator=torch.Generator().manual_seed(0))
+    assert augmented.shape == images.shape and bool(masks.any())

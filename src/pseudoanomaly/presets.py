@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from .masks import BlurredNoiseMask
-from .overlays import IntensityShift
+from torch import Tensor
+
+from .masks import BlurredNoiseMask, PerlinMask
+from .overlays import IntensityShift, TextureBlend
 from .synthesis import PseudoAnomaly
 
-__all__ = ["zhang2023"]
+__all__ = ["zhang2023", "draem"]
 
 
 def zhang2023(p: float = 1.0, cutout: bool = False) -> PseudoAnomaly:
@@ -35,3 +37,32 @@ def zhang2023(p: float = 1.0, cutout: bool = False) -> PseudoAnomaly:
         overlay=IntensityShift(direction="darken" if cutout else "random"),
         p=p,
     )
+
+
+# DRAEM data_loader.py: a training sample stays normal when rand() > 0.5, so half of them get an anomaly
+DRAEM_P = 0.5
+
+
+def draem(p: float = DRAEM_P, textures: Tensor | None = None) -> PseudoAnomaly:
+    """The synthesis of Zavrtanik, Kristan & Skočaj, "DRAEM - A discriminatively trained reconstruction
+    embedding for surface anomaly detection" (ICCV 2021), as in the paper's released code.
+
+    Perlin-noise masks (lattices of 2^0 to 2^5 cells per side, rotated by up to 90 degrees, ``> 0.5``) filled
+    with a texture blended as ``(1 - b) * texture + b * image``, ``b`` uniform in [0, 0.8].
+
+    Args:
+        p: per-sample probability of an anomaly (DRAEM's loader makes half of the samples anomalous).
+        textures: bank of texture images ``(N, C or 1, h, w)`` in [0, 1] (DRAEM uses the Describable
+            Textures Dataset); ``None`` uses fractal-noise textures.
+
+    Returns:
+        A :class:`~pseudoanomaly.PseudoAnomaly`.
+
+    Example:
+        >>> synth = draem(p=1.0)
+        >>> images = torch.rand(2, 3, 64, 64)
+        >>> augmented, masks = synth(images, generator=torch.Generator().manual_seed(0))
+        >>> augmented.shape, masks.shape
+        (torch.Size([2, 3, 64, 64]), torch.Size([2, 1, 64, 64]))
+    """
+    return PseudoAnomaly(mask=PerlinMask(), overlay=TextureBlend(textures=textures), p=p)

@@ -9,5 +9,6 @@ from . import functional
 from .base import MaskGenerator
 from .blob import BlobMask
 from .blurred_noise import BlurredNoiseMask
+from .perlin import PerlinMask
 
-__all__ = ["functional", "MaskGenerator", "BlurredNoiseMask", "BlobMask"]
+__all__ = ["functional", "MaskGenerator", "BlurredNoiseMask", "BlobMask", "PerlinMask"]

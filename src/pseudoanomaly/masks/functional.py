@@ -405,6 +405,10 @@ PERLIN_SCALE = math.sqrt(2.0)
 # Rotated sample points this close (in pixels) outside the frame still count as inside: a 90-degree turn of a
 # square must not lose its border row to the rounding of cos(pi / 2).
 _FRAME_TOLERANCE = 1e-3
+# On a CPU the full-size temporaries of the evaluation are bound by memory traffic; blocks of about this many
+# pixels keep them in cache and run about twice as fast (measured at 64 x 256 x 256). A GPU takes the whole
+# batch at once.
+_CPU_BLOCK_PIXELS = 2**18
 
 
 def _fade(t: Tensor) -> Tensor:
@@ -483,8 +487,30 @@ def perlin_noise(
         (torch.Size([2, 1, 37, 53]), True, 0.0)
     """
     _check_lattice(gradient_angles, resolution)
+    n = gradient_angles.shape[0]
+    if rotation is not None and (not isinstance(rotation, Tensor) or tuple(rotation.shape) != (n,)):
+        got = tuple(rotation.shape) if isinstance(rotation, Tensor) else type(rotation).__name__
+        raise ValueError(f"rotation must be a tensor of shape (B,) = ({n},) or None, got {got}")
+    device = gradient_angles.device
+    step = n if device.type != "cpu" else max(1, _CPU_BLOCK_PIXELS // max(1, height * width))
+    if step >= n:
+        return _perlin_block(gradient_angles, resolution, height, width, rotation)
+    noise = torch.empty(n, 1, height, width, dtype=gradient_angles.dtype, device=device)
+    for start in range(0, n, step):  # blocks of samples, not one sample at a time
+        block = slice(start, start + step)
+        noise[block] = _perlin_block(
+            gradient_angles[block], resolution[block], height, width, None if rotation is None else rotation[block]
+        )
+    return noise
+
+
+def _perlin_block(
+    gradient_angles: Tensor, resolution: Tensor, height: int, width: int, rotation: Tensor | None
+) -> Tensor:
     n, ly, lx = gradient_angles.shape
-    dtype, device = gradient_angles.dtype, gradient_angles.device
+    device = gradient_angles.device
+    # at least float32: the lattice indices below are computed in floating point and must be exact
+    dtype = torch.float64 if gradient_angles.dtype == torch.float64 else torch.float32
     # cos/sin in float64, rounded once to dtype: the vectorized and scalar kernels may differ in the last bit,
     # and which one a value meets depends on its position in the batch.
     wide = gradient_angles.double()
@@ -496,9 +522,6 @@ def perlin_noise(
     if rotation is None:
         y, x = ys.expand(n, height, width), xs.expand(n, height, width)
     else:
-        if not isinstance(rotation, Tensor) or tuple(rotation.shape) != (n,):
-            got = tuple(rotation.shape) if isinstance(rotation, Tensor) else type(rotation).__name__
-            raise ValueError(f"rotation must be a tensor of shape (B,) = ({n},) or None, got {got}")
         theta = torch.deg2rad(rotation.to(device=device, dtype=torch.float64))
         cos, sin = torch.cos(theta).to(dtype).view(n, 1, 1), torch.sin(theta).to(dtype).view(n, 1, 1)
         # Output pixel p shows the unrotated pattern at c + R(theta) (p - c), c the frame's centre.
@@ -538,7 +561,7 @@ def perlin_noise(
     noise = _lerp_(left, right, tx).mul_(PERLIN_SCALE)
     if inside is not None:
         noise.masked_fill_(~inside, 0.0)
-    return noise.unsqueeze(1)
+    return noise.unsqueeze(1).to(gradient_angles.dtype)
 
 
 def fractal_noise(

@@ -5,10 +5,12 @@ Reference code (github.com/VitjanZ/DRAEM, ``perlin.py`` and ``data_loader.py``),
 (``rand_perlin_2d_np``) with ``2**u x 2**v`` lattice cells, ``u`` and ``v`` drawn independently from
 {0, ..., 5}; rotated with ``imgaug.augmenters.Affine(rotate=(-90, 90))``; thresholded ``> 0.5``.
 
-NOTE: departures from the reference, none of which changes the distribution of the masks beyond a pixel's
-worth of edge:
+NOTE: departures from the reference:
 - the noise is evaluated exactly at the rotated coordinates (:func:`~.functional.perlin_noise`) instead of
-  rotating a noise image with bilinear interpolation;
+  rotating a noise image with bilinear interpolation. Interpolation flattens the peaks of the finest
+  lattices a little, so masks here cover slightly more: at 256 x 256, against the reference grid rotated with
+  ``cv2.warpAffine`` on the same draws (96 masks), 0.09% of pixels differ, coverage is 5.15% against 5.07%
+  overall and 5% more for 32-cell lattices, the same for 8 cells or fewer;
 - points whose rotated coordinate falls outside the original frame get noise 0, hence no mask: this is the
   zero fill of ``imgaug``'s ``Affine`` (``mode="constant"``, ``cval=0``), which leaves the rotated-out
   corners empty;

@@ -7,5 +7,6 @@ shape, dtype and device in which pixels outside the mask are bit-identical to th
 from .base import Overlay
 from .intensity import IntensityShift
 from .patch import PatchBlend
+from .texture import TextureBlend
 
-__all__ = ["Overlay", "IntensityShift", "PatchBlend"]
+__all__ = ["Overlay", "IntensityShift", "PatchBlend", "TextureBlend"]
