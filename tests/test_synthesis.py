@@ -115,3 +115,17 @@ def test_draem_preset_is_the_released_configuration():
     images = torch.rand(4, 1, 32, 32)
     augmented, masks = presets.draem(p=1.0, textures=bank)(images, generator=torch.Generator().manual_seed(0))
     assert augmented.shape == images.shape and bool(masks.any())
+
+
+def test_every_public_transform_constructs_with_no_arguments():
+    from pseudoanomaly import masks, overlays
+    from pseudoanomaly.augmentation import RandomPseudoAnomaly
+
+    images = torch.rand(2, 1, 32, 32)
+    for cls in (masks.BlurredNoiseMask, masks.PerlinMask, masks.BlobMask):
+        assert cls()(images).shape == (2, 1, 32, 32)
+    full = torch.ones(2, 1, 32, 32)
+    for cls in (overlays.IntensityShift, overlays.TextureBlend, overlays.PatchBlend):
+        assert cls()(images, full).shape == images.shape
+    assert PseudoAnomaly()(images)[0].shape == images.shape
+    assert RandomPseudoAnomaly()(images).shape == images.shape

@@ -118,36 +118,35 @@ class BlurredNoiseMask(MaskGenerator):
         return params
 
     def render(self, params: Params, height: int, width: int) -> Tensor:
-        field = smooth_field(params["noise"], height, width, self.sigma, self.downsample)  # (n, 1, H, W)
         if self.quantize:
-            masks = self._threshold_8bit(field, params.get("dither"))
+            # In grey levels, blurred uniform uint8 noise has the noise's mean and NOISE_STD times the standard
+            # deviation of blurred unit noise; cv2 rounds the blur to uint8 (plus its fixed-point error).
+            levels = smooth_field(
+                params["noise"], height, width, self.sigma, self.downsample, scale=NOISE_STD, offset=NOISE_MEAN
+            )  # (n, 1, H, W)
+            masks = self._threshold_8bit(levels, params.get("dither"))
         else:
+            field = smooth_field(params["noise"], height, width, self.sigma, self.downsample)
             masks = minmax_stretch(field) > self.threshold
         if self.kernel_size > 1:
             masks = binary_morphology(masks, self.kernel, "oc", self.backend)  # opening, then closing
         return masks
 
-    def _threshold_8bit(self, field: Tensor, dither: Tensor | None) -> Tensor:
-        # In grey levels, blurred uniform uint8 noise has the noise's mean and NOISE_STD times the standard
-        # deviation of blurred unit noise; cv2 rounds the blur to uint8 (plus its fixed-point error, dither).
-        levels = field.mul(NOISE_STD)
-        if dither is None:
-            levels.add_(NOISE_MEAN)
-        else:
+    def _threshold_8bit(self, levels: Tensor, dither: Tensor | None) -> Tensor:
+        if dither is not None:
             # dither bytes u -> amplitude * ((u + 0.5) / 128 - 1), uniform with rms self.dither
             amplitude = self.dither * math.sqrt(3)
-            levels.add_(dither, alpha=amplitude / 128).add_(NOISE_MEAN + amplitude * (0.5 / 128 - 1))
+            levels.add_(dither, alpha=amplitude / 128).add_(amplitude * (0.5 / 128 - 1))
         levels.round_()
         # cv2.normalize to [0, 255] rounds (x - lo) * 255 / (hi - lo) half to even; the result exceeds the
         # cut-off iff it reaches the next integer m above it, i.e. iff (x - lo) * scale passes m - 0.5 (at
         # exactly m - 0.5 only when m is even). Comparing per sample avoids stretching the whole field.
         lo, hi = torch.aminmax(levels.flatten(1), dim=1)
-        span = (hi - lo).view(-1, 1, 1, 1)
+        lo, span = lo.view(-1, 1, 1, 1), (hi - lo).view(-1, 1, 1, 1)
         top = GREY_LEVELS - 1
         m = math.floor(round(self.threshold * top, 6)) + 1
-        limit = (m - 0.5) * span / top  # (n, 1, 1, 1) in grey levels above the minimum
-        above = levels.sub_(lo.view(-1, 1, 1, 1))
-        masks = (above >= limit) if m % 2 == 0 else (above > limit)
+        limit = lo + (m - 0.5) * span / top  # (n, 1, 1, 1), in grey levels
+        masks = (levels >= limit) if m % 2 == 0 else (levels > limit)
         return masks & (span > 0)  # a constant image stretches to 0 everywhere
 
     def extra_repr(self) -> str:

@@ -280,7 +280,14 @@ def noise_grid_shape(height: int, width: int, sigma: float, downsample: int | No
 
 
 def smooth_field(
-    noise: Tensor, height: int, width: int, sigma: float, downsample: int | None = None
+    noise: Tensor,
+    height: int,
+    width: int,
+    sigma: float,
+    downsample: int | None = None,
+    *,
+    scale: float = 1.0,
+    offset: float = 0.0,
 ) -> Tensor:
     """Blur standard-normal noise drawn on the grid of :func:`noise_grid_shape` into a smooth random field.
 
@@ -297,9 +304,11 @@ def smooth_field(
         sigma: blur standard deviation in output pixels.
         downsample: grid coarsening factor; ``None`` picks ``max(1, round(sigma / 4))``; ``1`` blurs at full
             resolution.
+        scale: multiplies the field (applied on the coarse grid, where it is cheaper).
+        offset: added to the field (likewise).
 
     Returns:
-        The field, same dtype and device as ``noise``.
+        ``offset + scale * field``, same dtype and device as ``noise``.
 
     Shape:
         - noise: :math:`(B, 1, h, w)` with ``(h, w) = noise_grid_shape(H, W, sigma, downsample)``
@@ -310,8 +319,9 @@ def smooth_field(
     if noise.ndim != 4 or tuple(noise.shape[1:]) != (1, gh, gw):
         raise ValueError(f"noise must have shape (B, 1, {gh}, {gw}), got {tuple(noise.shape)}")
     s = sigma / f
-    # A coarse cell stands for the mean of f x f unit-variance pixels, so its noise has variance 1 / f^2.
-    noise = noise / f
+    # A coarse cell stands for the mean of f x f unit-variance pixels, so its noise has variance 1 / f^2. The
+    # blur and the bilinear upsampling are linear and preserve constants, so scale and offset go in here.
+    noise = noise * (scale / f) + offset
     k = _gaussian_kernel_size(s)
     # reflect-101 padding needs the pad to be smaller than the side; tiny grids fall back to replicate.
     border = "reflect" if k // 2 < min(gh, gw) else "replicate"

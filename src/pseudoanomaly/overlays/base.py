@@ -87,7 +87,8 @@ class Overlay(nn.Module):
         return torch.where(inside, self.fill(images, params).to(images.dtype), images)
 
     def _clip(self, x: Tensor) -> Tensor:
-        return x.clamp(self.value_range[0], self.value_range[1])
+        # in place: callers pass a fresh tensor of their own
+        return x.clamp_(self.value_range[0], self.value_range[1])
 
     def extra_repr(self) -> str:
         parts = []

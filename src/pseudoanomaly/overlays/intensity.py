@@ -81,7 +81,7 @@ class IntensityShift(Overlay):
         return {"shift": sign * size * width}  # (B,) in image units
 
     def fill(self, images: Tensor, params: Params) -> Tensor:
-        return self._clip(images + params["shift"].view(-1, 1, 1, 1).to(images.dtype))
+        return self._clip(images + params["shift"].view(-1, 1, 1, 1).to(images.dtype))  # (B, C, H, W)
 
     def extra_repr(self) -> str:
         own = f"magnitude=({self.magnitude[0]:.4f}, {self.magnitude[1]:.4f}), direction={self.direction!r}"
