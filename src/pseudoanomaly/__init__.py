@@ -16,8 +16,18 @@ the same seed on the same device gives bit-identical output.
 
 from __future__ import annotations
 
-from . import masks, overlays, presets
+from . import losses, masks, metrics, models, overlays, presets, training
 from .synthesis import PseudoAnomaly
 
 __version__ = "0.1.0"
-__all__ = ["PseudoAnomaly", "masks", "overlays", "presets", "__version__"]
+__all__ = [
+    "PseudoAnomaly",
+    "masks",
+    "overlays",
+    "presets",
+    "models",
+    "losses",
+    "metrics",
+    "training",
+    "__version__",
+]

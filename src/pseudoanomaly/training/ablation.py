@@ -1,0 +1,141 @@
+"""The rows of the paper's ablation (Zhang, Deng & Li, SASHIMI 2023, Table 2) as named configurations.
+
+Each row is a choice of trainer (DRAEM's joint training or the paper's two-phase training), restoration net
+(DRAEM's autoencoder or the paper's U-Net) and synthesis (DRAEM's Perlin + texture, or the paper's); no row
+needs code of its own:
+
+==============================  ===========  ============  ==========
+row                             trainer      restoration   synthesis
+==============================  ===========  ============  ==========
+``draem``                       joint        autoencoder   draem
+``draem+two_phase``             two-phase    autoencoder   draem
+``draem+two_phase+synthesis``   two-phase    autoencoder   zhang2023
+``draem+synthesis+unet``        joint        U-Net         zhang2023
+``full``                        two-phase    U-Net         zhang2023
+==============================  ===========  ============  ==========
+
+NOTE: each trainer keeps its own defaults (joint: DRAEM's 700 epochs, L2 + SSIM, lr steps; two-phase: the
+paper's 200 + 1 epochs, L1); override them with ``row.build(..., **config_fields)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import presets
+from .._checks import check_choice
+from ..models import ReconstructiveAE, RestorationUNet, SegmentationNet
+from .config import JointConfig, TrainerConfig, TwoPhaseConfig
+from .engine import Trainer
+from .joint import JointTrainer
+from .two_phase import TwoPhaseTrainer
+
+__all__ = ["AblationRow", "TABLE2_ROWS", "table2_rows", "ablation_row"]
+
+RESTORATION_NETS: dict[str, type[nn.Module]] = {"ae": ReconstructiveAE, "unet": RestorationUNet}
+SYNTHESES = ("draem", "zhang2023")
+# Config fields that bound each phase's length, for short runs of any row (``build(max_steps=...)``).
+_STEP_BUDGET_FIELDS: dict[type[Trainer], tuple[str, ...]] = {
+    TwoPhaseTrainer: ("restoration_max_steps", "segmentation_max_steps"),
+    JointTrainer: ("max_steps",),
+}
+
+
+@dataclass(frozen=True)
+class AblationRow:
+    """One configuration of the ablation: which trainer, restoration net, synthesis and config.
+
+    Args:
+        name: row name (see the module docstring).
+        trainer: :class:`TwoPhaseTrainer` or :class:`JointTrainer`.
+        restoration: ``"ae"`` (DRAEM's :class:`~pseudoanomaly.models.ReconstructiveAE`) or ``"unet"``
+            (:class:`~pseudoanomaly.models.RestorationUNet`).
+        synthesis: name of a :mod:`pseudoanomaly.presets` function, ``"draem"`` or ``"zhang2023"``.
+        config: the trainer's config.
+    """
+
+    name: str
+    trainer: type[Trainer]
+    restoration: str
+    synthesis: str
+    config: TrainerConfig
+
+    def __post_init__(self) -> None:
+        check_choice("restoration", self.restoration, tuple(RESTORATION_NETS))
+        check_choice("synthesis", self.synthesis, SYNTHESES)
+        if self.trainer not in _STEP_BUDGET_FIELDS:
+            raise ValueError(f"trainer must be TwoPhaseTrainer or JointTrainer, got {self.trainer!r}")
+        if not isinstance(self.config, self.trainer.config_class):
+            raise ValueError(
+                f"config must be a {self.trainer.config_class.__name__} for {self.trainer.__name__}, "
+                f"got {type(self.config).__name__}"
+            )
+
+    def build(
+        self,
+        *,
+        restoration_kwargs: dict[str, Any] | None = None,
+        segmentation_kwargs: dict[str, Any] | None = None,
+        max_steps: int | None = None,
+        **config_fields: Any,
+    ) -> Trainer:
+        """A ready trainer for this row; the nets are initialised from ``config.seed``.
+
+        Args:
+            restoration_kwargs: passed to the restoration net's constructor (e.g. ``base_width``).
+            segmentation_kwargs: passed to :class:`~pseudoanomaly.models.SegmentationNet`.
+            max_steps: if set, every phase runs exactly this many steps (smoke tests, quick looks).
+            **config_fields: replace fields of :attr:`config`.
+        """
+        if max_steps is not None:
+            config_fields.update({f: max_steps for f in _STEP_BUDGET_FIELDS[self.trainer]})
+        config = dataclasses.replace(self.config, **config_fields)
+        # Seed the initial weights without touching the caller's global RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            restoration = RESTORATION_NETS[self.restoration](**(restoration_kwargs or {}))
+            segmentation = SegmentationNet(**(segmentation_kwargs or {}))
+        synthesis = getattr(presets, self.synthesis)()
+        return self.trainer(restoration, segmentation, synthesis, config)
+
+
+def table2_rows() -> dict[str, AblationRow]:
+    """Every row of Table 2, by name, in the paper's order (fresh default configs on each call).
+
+    Example:
+        >>> list(table2_rows())
+        ['draem', 'draem+two_phase', 'draem+two_phase+synthesis', 'draem+synthesis+unet', 'full']
+    """
+    rows = [
+        AblationRow("draem", JointTrainer, "ae", "draem", JointConfig()),
+        AblationRow("draem+two_phase", TwoPhaseTrainer, "ae", "draem", TwoPhaseConfig()),
+        AblationRow("draem+two_phase+synthesis", TwoPhaseTrainer, "ae", "zhang2023", TwoPhaseConfig()),
+        AblationRow("draem+synthesis+unet", JointTrainer, "unet", "zhang2023", JointConfig()),
+        AblationRow("full", TwoPhaseTrainer, "unet", "zhang2023", TwoPhaseConfig()),
+    ]
+    return {row.name: row for row in rows}
+
+
+TABLE2_ROWS = tuple(table2_rows())
+
+
+def ablation_row(name: str) -> AblationRow:
+    """The Table 2 row called ``name``.
+
+    Args:
+        name: one of :data:`TABLE2_ROWS`.
+
+    Example:
+        >>> row = ablation_row("full")
+        >>> row.trainer.__name__, row.restoration, row.synthesis
+        ('TwoPhaseTrainer', 'unet', 'zhang2023')
+    """
+    rows = table2_rows()
+    if name not in rows:
+        raise ValueError(f"name must be one of {list(rows)}, got {name!r}")
+    return rows[name]

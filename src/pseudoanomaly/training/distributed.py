@@ -1,0 +1,51 @@
+"""Data-parallel helpers: join the process group ``torchrun`` describes, and query it.
+
+Trainers use an already initialised default process group when there is one and wrap what they train in
+``DistributedDataParallel``; otherwise they run in one process. A script is launched as usual::
+
+    torchrun --nproc_per_node=4 train.py      # train.py calls init_distributed() before fit()
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["init_distributed", "rank_and_world_size", "resolve_device"]
+
+
+def init_distributed(backend: str | None = None) -> bool:
+    """Join the process group from torchrun's environment; return whether training is distributed.
+
+    Does nothing and returns ``False`` outside torchrun (no ``WORLD_SIZE`` or a world of 1), so the same script
+    runs with and without a launcher.
+
+    Args:
+        backend: ``"nccl"`` or ``"gloo"``; default nccl when CUDA is available, else gloo.
+    """
+    if not dist.is_available() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if not dist.is_initialized():
+        backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        if backend == "nccl":
+            # NCCL needs each process bound to its own GPU before the first collective.
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+    return True
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """``(rank, world_size)`` of the default process group, ``(0, 1)`` when there is none."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def resolve_device(device: str) -> torch.device:
+    """``torch.device(device)``, with a bare ``"cuda"`` meaning this process's GPU (``LOCAL_RANK``) under torchrun."""
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and resolved.index is None and dist.is_available() and dist.is_initialized():
+        resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return resolved
