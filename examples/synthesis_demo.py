@@ -40,9 +40,10 @@ def chaos_liver_slice() -> tuple[np.ndarray, np.ndarray, str] | None:
     hu = np.asarray(ct.dataobj, dtype=np.float32)
     mask = np.asarray(liver.dataobj) > 0
     z = int(mask.sum(axis=(0, 1)).argmax())
-    # canonical RAS arrays are indexed (x, y): transpose and flip so the slice shows in radiological view
-    image = np.flipud(hu[:, :, z].T)
-    roi = np.flipud(mask[:, :, z].T)
+    # canonical RAS arrays are indexed (x: to the patient's right, y: to anterior). Radiological view puts
+    # anterior at the top and the patient's right on the image's left: transpose, then flip both axes.
+    image = hu[:, :, z].T[::-1, ::-1]
+    roi = mask[:, :, z].T[::-1, ::-1]
     image = np.clip((image - HU_WINDOW[0]) / (HU_WINDOW[1] - HU_WINDOW[0]), 0, 1)
     image = cv2.resize(image, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
     roi = cv2.resize(roi.astype(np.uint8), (SIZE, SIZE), interpolation=cv2.INTER_NEAREST).astype(bool)
