@@ -1,0 +1,217 @@
+"""Prepared slices (the output of ``prepare``) as tensors, and the torch datasets the trainers read.
+
+    prepared = load_prepared("prepared/train", size=128, max_slices=2000)
+    trainer.fit(prepared.train_dataset(), ...)           # items {"image", "foreground"}
+    evaluate_segmenter(segmenter, load_prepared("prepared/test").eval_dataset())   # + "label"
+
+Subsetting happens before anything is decoded: ``stride`` keeps every k-th slice of each volume (neighbouring
+slices are nearly identical), then ``max_slices`` picks that many slices evenly spread over the whole set, so
+every volume stays represented. ``size`` resizes for fast CPU presets: images bilinearly with antialiasing,
+masks with centre-aligned nearest neighbour, and the image is masked again so the background stays exactly 0.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .prepare import read_manifest
+from .preprocess import load_prepared_volume
+
+__all__ = ["PreparedSet", "TrainSlices", "EvalSlices", "load_prepared"]
+
+
+@dataclass(frozen=True)
+class PreparedSet:
+    """All selected slices of a prepared data set.
+
+    Attributes:
+        images: (N, 1, S, S) float32 in [0, 1], 0 outside the liver.
+        foreground: (N, 1, S, S) bool liver masks.
+        tumor: (N, 1, S, S) bool tumor labels (all False for healthy data).
+        case_index: (N,) int64 index into ``cases`` of each slice's volume.
+        slice_index: (N,) int64 canonical axial index of each slice in its volume (see ``preprocess``).
+        cases: volume ids, in manifest order.
+        manifest: the data set's ``manifest.json``.
+    """
+
+    images: Tensor
+    foreground: Tensor
+    tumor: Tensor
+    case_index: Tensor
+    slice_index: Tensor
+    cases: list[str]
+    manifest: dict
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def case_ids(self) -> list[str]:
+        """The volume id of every slice (N,)."""
+        return [self.cases[i] for i in self.case_index.tolist()]
+
+    def indices_of(self, case_id: str) -> Tensor:
+        """Positions in this set of the slices of volume ``case_id``, in axial order.
+
+        Args:
+            case_id: a volume id from ``cases``.
+
+        Returns:
+            (n,) int64 indices.
+        """
+        if case_id not in self.cases:
+            raise KeyError(f"case_id {case_id!r} is not in this set; cases: {self.cases}")
+        return torch.nonzero(self.case_index == self.cases.index(case_id)).flatten()
+
+    def train_dataset(self) -> TrainSlices:
+        """Map-style training dataset: items ``{"image": (1, S, S) float, "foreground": (1, S, S) bool}``.
+
+        Returns:
+            A :class:`TrainSlices` over this set.
+        """
+        return TrainSlices(self.images, self.foreground)
+
+    def eval_dataset(self) -> EvalSlices:
+        """Map-style validation/test dataset: items add ``"label"`` (the tumor) and ``"index"`` (position here).
+
+        Returns:
+            An :class:`EvalSlices` over this set.
+        """
+        return EvalSlices(self.images, self.foreground, self.tumor)
+
+
+class TrainSlices(Dataset):
+    """Healthy slices for the trainers: ``{"image": (1, S, S) float32, "foreground": (1, S, S) bool}``.
+
+    Args:
+        images: (N, 1, S, S) float images.
+        foreground: (N, 1, S, S) bool liver masks.
+    """
+
+    def __init__(self, images: Tensor, foreground: Tensor):
+        if images.ndim != 4 or foreground.shape != images.shape:
+            raise ValueError(f"images and foreground must both be (N, 1, S, S), got {tuple(images.shape)} and "
+                             f"{tuple(foreground.shape)}")
+        self.images, self.foreground = images, foreground
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"image": self.images[i], "foreground": self.foreground[i]}
+
+
+class EvalSlices(TrainSlices):
+    """Labelled slices: ``{"image", "foreground", "label": (1, S, S) bool tumor, "index": int}``.
+
+    Args:
+        images: (N, 1, S, S) float images.
+        foreground: (N, 1, S, S) bool liver masks.
+        label: (N, 1, S, S) bool tumor masks.
+    """
+
+    def __init__(self, images: Tensor, foreground: Tensor, label: Tensor):
+        super().__init__(images, foreground)
+        if label.shape != images.shape:
+            raise ValueError(f"label must be {tuple(images.shape)} like the images, got {tuple(label.shape)}")
+        self.label = label
+
+    def __getitem__(self, i: int) -> dict:
+        return {**super().__getitem__(i), "label": self.label[i], "index": i}
+
+
+def load_prepared(
+    directory: str | os.PathLike,
+    size: int | None = None,
+    max_slices: int | None = None,
+    stride: int = 1,
+    cases: Sequence[str] | None = None,
+) -> PreparedSet:
+    """Load the slices of a ``prepare`` output folder.
+
+    Args:
+        directory: the folder holding ``manifest.json`` and ``volumes/``.
+        size: resize slices to ``size`` x ``size`` (default: as prepared).
+        max_slices: keep at most this many slices, evenly spread over the set (default: all).
+        stride: keep every ``stride``-th slice of each volume.
+        cases: only these volume ids (default: all, in manifest order).
+
+    Returns:
+        The selected slices as tensors.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise FileNotFoundError(f"{directory}: no manifest.json; run `python -m examples.lits prepare` first")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if max_slices is not None and max_slices < 1:
+        raise ValueError(f"max_slices must be >= 1, got {max_slices}")
+    if size is not None and not 8 <= size <= 4096:
+        raise ValueError(f"size must be in [8, 4096], got {size}")
+    entries = manifest["cases"]
+    names = list(entries) if cases is None else list(cases)
+    unknown = [c for c in names if c not in entries]
+    if unknown:
+        raise KeyError(f"cases {unknown} are not in {directory / 'manifest.json'}; it has {list(entries)}")
+
+    # Choose (case, position) pairs from the slice counts alone, then decode only the volumes that contribute.
+    counts = [int(entries[c]["slices"]) for c in names]
+    chosen = [(ci, p) for ci, n in enumerate(counts) for p in range(0, n, stride)]
+    if max_slices is not None and len(chosen) > max_slices:
+        picks = np.unique(np.linspace(0, len(chosen) - 1, max_slices).round().astype(int))
+        chosen = [chosen[i] for i in picks]
+    if not chosen:
+        raise ValueError(f"{directory}: no slices selected (cases {names}, stride {stride}, max_slices {max_slices})")
+
+    images, livers, tumors, case_index, slice_index = [], [], [], [], []
+    for ci, name in enumerate(names):
+        positions = [p for c, p in chosen if c == ci]
+        if not positions:
+            continue
+        volume = load_prepared_volume(directory / entries[name]["file"])
+        if len(volume.images) != counts[ci]:
+            raise ValueError(f"{directory / entries[name]['file']}: {len(volume.images)} slices, the manifest says "
+                             f"{counts[ci]}; run prepare again")
+        images.append(volume.images[positions])
+        livers.append(volume.liver[positions])
+        tumors.append(volume.tumor[positions])
+        case_index += [ci] * len(positions)
+        slice_index += volume.geometry.slices[positions].tolist()
+
+    image_t = torch.from_numpy(np.concatenate(images))[:, None]  # (N, 1, S, S)
+    liver_t = torch.from_numpy(np.concatenate(livers))[:, None]
+    tumor_t = torch.from_numpy(np.concatenate(tumors))[:, None]
+    if size is not None and size != image_t.shape[-1]:
+        image_t, liver_t, tumor_t = _resize(image_t, liver_t, tumor_t, size)
+    return PreparedSet(
+        images=image_t.contiguous(),
+        foreground=liver_t.contiguous(),
+        tumor=(tumor_t & liver_t).contiguous(),
+        case_index=torch.tensor(case_index, dtype=torch.int64),
+        slice_index=torch.tensor(slice_index, dtype=torch.int64),
+        cases=names,
+        manifest=manifest,
+    )
+
+
+def _resize(images: Tensor, liver: Tensor, tumor: Tensor, size: int, chunk: int = 512):
+    """Resize in chunks (bounded memory); re-mask the images so the background stays exactly 0."""
+    out_i, out_l, out_t = [], [], []
+    for s in range(0, len(images), chunk):
+        mask = F.interpolate(liver[s:s + chunk].float(), size=(size, size), mode="nearest-exact") > 0.5
+        image = F.interpolate(images[s:s + chunk], size=(size, size), mode="bilinear", antialias=True,
+                              align_corners=False).clamp_(0, 1)
+        out_i.append(image * mask)
+        out_l.append(mask)
+        out_t.append(F.interpolate(tumor[s:s + chunk].float(), size=(size, size), mode="nearest-exact") > 0.5)
+    return torch.cat(out_i), torch.cat(out_l), torch.cat(out_t)

@@ -1,0 +1,498 @@
+"""``prepare``: a CT data set with liver labels -> liver-ROI axial slices for training (BTCV) or testing (LiTS).
+
+    python -m examples.lits prepare --layout {btcv,lits,pair} --root DIR --out DIR [flags]
+
+Layouts: BTCV ``ROOT/img/img*.nii.gz`` + ``ROOT/label/label*.nii.gz`` (liver = 6); LiTS ``ROOT/volume-N.nii[.gz]``
++ ``ROOT/segmentation-N.nii[.gz]`` (liver = 1, tumor = 2; subfolders searched); pair: one ``--image`` and its
+``--mask``. Each volume goes through :func:`~examples.lits.preprocess.preprocess_volume` (the steps are listed
+there and are the same for every data set).
+
+Output, in ``OUT``:
+
+- ``volumes/<case_id>.npz``, one per volume (format: :mod:`examples.lits.preprocess`), ``case_id`` being the
+  image's file name without ``.nii[.gz]``;
+- ``manifest.json``: format and version, layout, label values, config, per case the source files with their
+  sha256, slices kept and shapes, and the volumes skipped with their error.
+
+Re-running skips the volumes already prepared with the same config, labels and source checksums; a changed
+setting re-prepares all of them. Every file is written to a temporary file in its folder and renamed into place,
+so an interrupted run leaves no half-written file, and the manifest is rewritten after every volume, so a re-run
+resumes. A missing or unreadable file, a volume that is not 3-D, a label whose shape or affine differs from its
+image: a :class:`PrepareError` naming the file, or with ``skip_bad`` a listed skip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import nibabel as nib
+import numpy as np
+from tqdm import tqdm
+
+from .preprocess import (
+    CROP_MODES,
+    PreparedVolume,
+    PrepareConfig,
+    SliceGeometry,
+    atomic_write,
+    equalize_masked,
+    load_prepared_volume,
+    preprocess_volume,
+    restore_volume,
+    save_prepared_volume,
+)
+
+__all__ = [
+    "PrepareError", "PrepareConfig", "PrepareSummary", "CaseFiles", "PreparedVolume", "SliceGeometry",
+    "prepare", "find_cases", "load_nifti", "read_manifest", "preprocess_volume", "restore_volume",
+    "equalize_masked", "save_prepared_volume", "load_prepared_volume", "add_arguments", "main",
+]
+
+FORMAT = "examples.lits.prepare"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+VOLUMES = "volumes"
+LAYOUTS = ("btcv", "lits", "pair")
+# (liver labels, tumor labels) per layout: BTCV's liver is organ 6; LiTS marks liver 1 and tumor 2.
+DEFAULT_LABELS = {"btcv": ((6,), ()), "lits": ((1,), (2,)), "pair": ((1,), (2,))}
+
+
+class PrepareError(ValueError):
+    """A source file that cannot be prepared; ``path`` names it."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+    def __reduce__(self):  # picklable across worker processes
+        return type(self), (self.path, self.reason)
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    """One volume to prepare: its id (the image's name without ``.nii[.gz]``), image and label paths."""
+
+    case_id: str
+    image: Path
+    label: Path
+
+
+@dataclass
+class PrepareSummary:
+    """What :func:`prepare` did.
+
+    Attributes:
+        out: output folder; manifest: its manifest path.
+        prepared: case ids prepared by this run; up_to_date: case ids kept from an earlier run.
+        skipped: ``{"case_id", "file", "error"}`` for each volume skipped as bad (``skip_bad=True``).
+        slices: slices in the output over all its cases; seconds: wall time of the run.
+    """
+
+    out: Path
+    manifest: Path
+    prepared: list[str] = field(default_factory=list)
+    up_to_date: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    slices: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        lines = [
+            f"prepared {len(self.prepared)} volume(s), {len(self.up_to_date)} already up to date, "
+            f"{len(self.skipped)} skipped; {self.slices} slices in {self.out} ({self.seconds:.1f} s)"
+        ]
+        lines += [f"  skipped {s['case_id']}: {s['error']}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+def load_nifti(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarray, np.ndarray]:
+    """Read a 3-D NIfTI volume; every failure is a :class:`PrepareError` naming the file.
+
+    Trailing axes of length 1 (``(X, Y, Z, 1)``) are dropped; anything else that is not 3-D is an error.
+
+    Args:
+        path: ``.nii`` or ``.nii.gz`` file.
+        what: what the file is, for messages (``"image"``, ``"label"``).
+
+    Returns:
+        ``(array, affine)``: the voxel values (scaled by the header's slope/intercept) and the (4, 4) affine.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PrepareError(path, f"{what} file not found")
+    try:
+        image = nib.load(path)
+        data = np.asanyarray(image.dataobj)
+        affine = np.asarray(image.affine, np.float64)
+    except Exception as exc:  # nibabel raises many types for truncated or foreign files
+        raise PrepareError(path, f"cannot read the {what} as NIfTI ({type(exc).__name__}: {exc})") from exc
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise PrepareError(path, f"{what} must be a 3-D volume, got shape {data.shape}")
+    if not np.isfinite(affine).all():
+        raise PrepareError(path, f"{what} has a non-finite affine")
+    return data, affine
+
+
+def _sha256(path: Path, what: str) -> str:
+    if not path.is_file():
+        raise PrepareError(path, f"{what} file not found")
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- discovery
+
+
+def _case_id(path: Path) -> str:
+    return re.sub(r"\.nii(\.gz)?$", "", path.name)
+
+
+def _natural(path: Path):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def _nifti_files(folder: Path, prefix: str, recursive: bool = False) -> list[Path]:
+    pattern = f"{prefix}*.nii*"
+    files = folder.rglob(pattern) if recursive else folder.glob(pattern)
+    return sorted((p for p in files if re.search(r"\.nii(\.gz)?$", p.name)), key=_natural)
+
+
+def _partner(folder: Path, name: str, like: Path) -> Path:
+    """``folder/name.nii.gz`` or ``.nii``, whichever exists; else the one with ``like``'s extension."""
+    for ext in (".nii.gz", ".nii"):
+        if (folder / f"{name}{ext}").is_file():
+            return folder / f"{name}{ext}"
+    return folder / f"{name}{'.nii.gz' if like.name.endswith('.gz') else '.nii'}"
+
+
+def find_cases(layout: str, root: str | os.PathLike | None = None, image: str | os.PathLike | None = None,
+               mask: str | os.PathLike | None = None) -> list[CaseFiles]:
+    """The volumes of a data set and their label files (which may be missing: checked when prepared).
+
+    Args:
+        layout: ``"btcv"`` (``ROOT/img/img*.nii.gz``, ``ROOT/label/label*.nii.gz``), ``"lits"``
+            (``ROOT/**/volume-N.nii[.gz]``, ``segmentation-N.nii[.gz]`` beside it) or ``"pair"`` (one
+            ``image`` and its ``mask``).
+        root: data set folder (btcv, lits).
+        image, mask: the two files (pair).
+
+    Returns:
+        The cases, in natural order of their file names.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if layout == "pair":
+        if image is None or mask is None:
+            raise ValueError(f"layout 'pair' needs image and mask, got image={image!r}, mask={mask!r}")
+        return [CaseFiles(_case_id(Path(image)), Path(image).resolve(), Path(mask).resolve())]
+    if root is None:
+        raise ValueError(f"layout {layout!r} needs root")
+    root = Path(root).resolve()
+    if layout == "btcv":
+        folder = root / "img"
+        if not folder.is_dir():
+            raise PrepareError(folder, "no such folder (BTCV layout: ROOT/img/img*.nii.gz, ROOT/label/label*.nii.gz)")
+        images = _nifti_files(folder, "img")
+        cases = [CaseFiles(_case_id(p), p, _partner(root / "label", "label" + _case_id(p)[3:], p)) for p in images]
+    else:
+        if not root.is_dir():
+            raise PrepareError(root, "no such folder (LiTS layout: ROOT/volume-N.nii, ROOT/segmentation-N.nii)")
+        images = _nifti_files(root, "volume-", recursive=True)
+        cases = [CaseFiles(_case_id(p), p, _partner(p.parent, "segmentation-" + _case_id(p)[7:], p))
+                 for p in images]
+    if not cases:
+        raise PrepareError(root, f"no {layout} volumes found")
+    seen: dict[str, Path] = {}
+    for c in cases:
+        if c.case_id in seen:
+            raise PrepareError(c.image, f"case id {c.case_id!r} also used by {seen[c.case_id]}")
+        seen[c.case_id] = c.image
+    return cases
+
+
+# ------------------------------------------------------------------------------------------------ command
+
+
+@dataclass(frozen=True)
+class _Job:
+    case: CaseFiles
+    volumes: Path
+    config: PrepareConfig
+    liver_labels: tuple[int, ...]
+    tumor_labels: tuple[int, ...]
+    previous: dict | None
+    affine_tolerance: float
+    skip_bad: bool
+
+
+def _decode_labels(label: np.ndarray, liver_labels, tumor_labels) -> tuple[np.ndarray, np.ndarray | None]:
+    if not np.issubdtype(label.dtype, np.integer):
+        label = np.rint(label).astype(np.int32)
+    tumor = np.isin(label, tumor_labels) if tumor_labels else None
+    liver = np.isin(label, tuple(liver_labels) + tuple(tumor_labels))  # the liver includes its tumors
+    return liver, tumor
+
+
+def _prepare_case(job: _Job) -> dict:
+    """Worker: one volume -> ``{"status": "prepared" | "up-to-date" | "failed", ...}``."""
+    case = job.case
+    try:
+        image_sha, label_sha = _sha256(case.image, "image"), _sha256(case.label, f"label (for {case.image.name})")
+        target = job.volumes / f"{case.case_id}.npz"
+        prev = job.previous
+        if (prev and prev.get("image_sha256") == image_sha and prev.get("label_sha256") == label_sha
+                and target.is_file()):
+            return {"status": "up-to-date", "case_id": case.case_id, "entry": prev}
+        hu, affine = load_nifti(case.image, "image")
+        label, label_affine = load_nifti(case.label, "label")
+        if label.shape != hu.shape:
+            raise PrepareError(case.label, f"label shape {label.shape} differs from image {case.image} shape "
+                                           f"{hu.shape}")
+        if not np.allclose(label_affine, affine, rtol=0, atol=job.affine_tolerance):
+            diff = float(np.abs(label_affine - affine).max())
+            raise PrepareError(case.label, f"label affine differs from image {case.image} affine (max difference "
+                                           f"{diff:.4g} > tolerance {job.affine_tolerance})")
+        liver, tumor = _decode_labels(label, job.liver_labels, job.tumor_labels)
+        if not liver.any():  # wrong --liver-label, most likely: say so rather than prepare an empty volume
+            values = np.unique(label)
+            raise PrepareError(case.label, f"no voxel has a liver label {job.liver_labels + job.tumor_labels}; "
+                                           f"values present: {values[:12].tolist()} (see --liver-label)")
+        prepared = preprocess_volume(hu, liver, affine, job.config, tumor)
+    except PrepareError as exc:
+        if not job.skip_bad:
+            raise
+        return {"status": "failed", "case_id": case.case_id, "file": exc.path, "error": str(exc)}
+    save_prepared_volume(target, prepared)
+    g = prepared.geometry
+    entry = {
+        "image": str(case.image),
+        "label": str(case.label),
+        "image_sha256": image_sha,
+        "label_sha256": label_sha,
+        "file": f"{VOLUMES}/{target.name}",
+        "slices": len(g.slices),
+        "source_shape": list(g.source_shape),
+        "axcodes": g.axcodes,
+        "spacing": list(g.spacing),
+        "prepared_shape": list(prepared.images.shape),
+        "tumor_slices": int(prepared.tumor.any(axis=(1, 2)).sum()),
+        "tumor_pixels": int(prepared.tumor.sum()),
+    }
+    return {"status": "prepared", "case_id": case.case_id, "entry": entry}
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)  # one process per volume already uses the cores
+
+
+def read_manifest(out: str | os.PathLike) -> dict | None:
+    """The manifest in ``out``, or None when there is none.
+
+    Args:
+        out: an output folder of :func:`prepare`.
+
+    Returns:
+        The parsed ``manifest.json``.
+    """
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PrepareError(path, f"unreadable manifest ({exc}); delete it to start over") from exc
+    if manifest.get("format") != FORMAT:
+        raise PrepareError(path, f"not a manifest of {FORMAT} (format {manifest.get('format')!r})")
+    return manifest
+
+
+def _write_manifest(out: Path, manifest: dict) -> None:
+    data = json.dumps(manifest, indent=1, sort_keys=False).encode()
+    atomic_write(out / MANIFEST, lambda f: f.write(data))
+
+
+def prepare(
+    layout: str,
+    root: str | os.PathLike | None,
+    out: str | os.PathLike,
+    config: PrepareConfig = PrepareConfig(),
+    *,
+    liver_labels: Sequence[int] | None = None,
+    tumor_labels: Sequence[int] | None = None,
+    image: str | os.PathLike | None = None,
+    mask: str | os.PathLike | None = None,
+    workers: int = 1,
+    skip_bad: bool = False,
+    progress: bool = True,
+    affine_tolerance: float = 1e-3,
+) -> PrepareSummary:
+    """Prepare every volume of a data set into ``out`` (module docstring).
+
+    Args:
+        layout: ``"btcv"``, ``"lits"`` or ``"pair"`` (see :func:`find_cases`).
+        root: data set folder (btcv, lits; ignored for pair).
+        out: output folder (created); one data set per folder.
+        config: preprocessing settings.
+        liver_labels: label values of the liver (default: 6 for btcv, 1 for lits and pair).
+        tumor_labels: label values of tumors, counted as liver too (default: none for btcv, 2 for lits and pair).
+        image, mask: the files of the pair layout.
+        workers: processes; 1 prepares in this process.
+        skip_bad: list a bad volume (missing/unreadable/mismatched file) in the summary and manifest and go on,
+            instead of raising its :class:`PrepareError`.
+        progress: show a progress bar.
+        affine_tolerance: largest difference allowed between an image's and its label's affine entries.
+
+    Returns:
+        What was prepared, kept and skipped.
+    """
+    start = time.perf_counter()
+    cases = find_cases(layout, root, image, mask)
+    default_liver, default_tumor = DEFAULT_LABELS[layout]
+    liver_labels = tuple(int(v) for v in (default_liver if liver_labels is None else liver_labels))
+    tumor_labels = tuple(int(v) for v in (default_tumor if tumor_labels is None else tumor_labels))
+    if not liver_labels:
+        raise ValueError("liver_labels must name at least one label value, got none")
+    if set(liver_labels) & set(tumor_labels):
+        raise ValueError(f"liver_labels {liver_labels} and tumor_labels {tumor_labels} overlap")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+
+    out = Path(out)
+    volumes = out / VOLUMES
+    volumes.mkdir(parents=True, exist_ok=True)
+    old = read_manifest(out)
+    if old is not None and old.get("layout") != layout:
+        raise PrepareError(out / MANIFEST, f"holds a {old.get('layout')!r} data set, not {layout!r}; "
+                                           "use another --out")
+    settings = {"version": FORMAT_VERSION, "labels": {"liver": list(liver_labels), "tumor": list(tumor_labels)},
+                "config": config.to_dict()}
+    same = old is not None and all(old.get(k) == v for k, v in settings.items())
+    previous = old["cases"] if same else {}
+    manifest = {"format": FORMAT, **settings, "layout": layout,
+                "root": str(Path(root).resolve()) if root is not None and layout != "pair" else None,
+                "cases": {}, "skipped": []}
+    summary = PrepareSummary(out=out, manifest=out / MANIFEST)
+    jobs = [_Job(c, volumes, config, liver_labels, tumor_labels, previous.get(c.case_id), affine_tolerance,
+                 skip_bad) for c in cases]
+
+    done: set[str] = set()
+
+    def record(result: dict) -> None:
+        done.add(result["case_id"])
+        if result["status"] == "failed":
+            item = {k: result[k] for k in ("case_id", "file", "error")}
+            summary.skipped.append(item)
+            manifest["skipped"].append(item)
+        else:
+            manifest["cases"][result["case_id"]] = result["entry"]
+            (summary.prepared if result["status"] == "prepared" else summary.up_to_date).append(result["case_id"])
+        _write_manifest(out, manifest)
+
+    bar = tqdm(total=len(jobs), desc=f"prepare {layout}", unit="volume", disable=not progress)
+    try:
+        if workers == 1 or len(jobs) == 1:
+            for job in jobs:
+                record(_prepare_case(job))
+                bar.update()
+        else:
+            context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_init_worker) as pool:
+                futures = [pool.submit(_prepare_case, job) for job in jobs]
+                try:
+                    for future in as_completed(futures):
+                        record(future.result())
+                        bar.update()
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+    finally:
+        bar.close()
+        # Interrupted: volumes not reached keep their still-valid entries, so a re-run skips them.
+        for case_id, entry in previous.items():
+            if case_id not in done and case_id in {c.case_id for c in cases}:
+                manifest["cases"][case_id] = entry
+        # Keep the manifest's case order stable whatever order the workers finished in.
+        order = {c.case_id: i for i, c in enumerate(cases)}
+        manifest["cases"] = dict(sorted(manifest["cases"].items(), key=lambda kv: order[kv[0]]))
+        manifest["skipped"].sort(key=lambda s: order[s["case_id"]])
+        _write_manifest(out, manifest)
+    summary.slices = sum(e["slices"] for e in manifest["cases"].values())
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``prepare`` command's options to ``parser`` (use with :func:`main`).
+
+    Args:
+        parser: the (sub)parser of the ``prepare`` command.
+    """
+    d = PrepareConfig()
+    parser.add_argument("--layout", required=True, choices=LAYOUTS,
+                        help="btcv: ROOT/img/img*.nii.gz + ROOT/label/label*.nii.gz; lits: ROOT/volume-N.nii + "
+                             "ROOT/segmentation-N.nii; pair: --image + --mask")
+    parser.add_argument("--root", type=Path, help="data set folder (btcv, lits)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (one data set per folder)")
+    parser.add_argument("--image", type=Path, help="CT volume (pair layout)")
+    parser.add_argument("--mask", type=Path, help="its liver mask (pair layout)")
+    parser.add_argument("--liver-label", type=int, nargs="+", help="liver label value(s) (default: btcv 6, lits 1)")
+    parser.add_argument("--tumor-label", type=int, nargs="*", help="tumor label value(s) (default: btcv none, lits 2)")
+    parser.add_argument("--hu-window", type=float, nargs=2, default=d.hu_window, metavar=("LOW", "HIGH"))
+    parser.add_argument("--size", type=int, default=d.size, help="output slice side")
+    parser.add_argument("--min-liver-pixels", type=int, default=d.min_liver_pixels,
+                        help="keep slices with at least this many liver pixels (source resolution)")
+    parser.add_argument("--min-liver-fraction", type=float, default=d.min_liver_fraction,
+                        help="... and at least this fraction of the slice")
+    parser.add_argument("--crop", choices=CROP_MODES, default=d.crop, help="square crop around the liver")
+    parser.add_argument("--crop-margin", type=int, default=d.crop_margin, help="crop margin in source pixels")
+    parser.add_argument("--no-equalize", action="store_true", help="skip the liver histogram equalization")
+    parser.add_argument("--workers", type=int, default=1, help="processes, one volume each")
+    parser.add_argument("--skip-bad", action="store_true", help="list bad volumes and go on instead of stopping")
+    parser.add_argument("--affine-tol", type=float, default=1e-3, help="image/label affine tolerance")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``prepare`` from parsed arguments (see :func:`add_arguments`); print the summary.
+
+    Args:
+        args: parsed arguments.
+
+    Returns:
+        0 on success, 1 when a volume could not be prepared (the error is printed, naming the file).
+    """
+    if args.layout == "pair" and (args.image is None or args.mask is None):
+        print("prepare: error: --layout pair needs --image and --mask", file=sys.stderr)
+        return 1
+    if args.layout != "pair" and args.root is None:
+        print(f"prepare: error: --layout {args.layout} needs --root", file=sys.stderr)
+        return 1
+    config = PrepareConfig(hu_window=tuple(args.hu_window), size=args.size, min_liver_pixels=args.min_liver_pixels,
+                           min_liver_fraction=args.min_liver_fraction, crop=args.crop,
+                           crop_margin=args.crop_margin, equalize=not args.no_equalize)
+    try:
+        summary = prepare(args.layout, args.root, args.out, config, liver_labels=args.liver_label,
+                          tumor_labels=args.tumor_label, image=args.image, mask=args.mask, workers=args.workers,
+                          skip_bad=args.skip_bad, progress=not args.no_progress, affine_tolerance=args.affine_tol)
+    except PrepareError as exc:
+        print(f"prepare: error: {exc}", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
