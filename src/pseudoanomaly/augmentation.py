@@ -61,6 +61,10 @@ class RandomPseudoAnomaly(IntensityAugmentationBase2D):
         foreground_threshold: anomalies go only where the channel maximum of the image exceeds it (``0.0``
             gives the paper's liver ROI, ``image > 0``); ``None`` allows them anywhere.
 
+    Returns:
+        Called on images (directly or inside ``AugmentationSequential``), it returns the images with an anomaly
+        painted into each chosen sample; for the "mask" data key, the incoming masks united with the anomaly.
+
     Shape:
         - Input: :math:`(C, H, W)` or :math:`(B, C, H, W)`, values in the overlay's ``value_range``.
         - Output: :math:`(B, C, H, W)`, or the input's shape with ``keepdim=True``.

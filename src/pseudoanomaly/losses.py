@@ -56,6 +56,9 @@ def focal_loss(
         gamma: focusing parameter; 0 gives cross entropy.
         reduction: ``"mean"`` over pixels, ``"sum"``, or ``"none"``.
 
+    Returns:
+        The loss: a scalar tensor, or the per-pixel loss with ``reduction="none"``.
+
     Shape:
         - logits: :math:`(B, 2, H, W)`; target: :math:`(B, 1, H, W)` or :math:`(B, H, W)`.
         - Output: scalar, or :math:`(B, 1, H, W)` with ``reduction="none"``.
@@ -98,6 +101,9 @@ class FocalLoss(nn.Module):
         gamma: focusing parameter.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
+    Returns:
+        Calling it, ``loss(logits, target)``, returns :func:`focal_loss` of the two.
+
     Shape:
         - logits: :math:`(B, 2, H, W)`; target: :math:`(B, 1, H, W)` or :math:`(B, H, W)`; output as
           :func:`focal_loss`.
@@ -132,6 +138,9 @@ def ssim_loss(pred: Tensor, target: Tensor, window_size: int = SSIM_WINDOW_SIZE,
         reduction: ``"mean"`` (:math:`1 -` mean SSIM, DRAEM's loss), ``"sum"``, or ``"none"`` (the map
             :math:`1 - \mathrm{SSIM}`).
 
+    Returns:
+        The loss: a scalar tensor, or the map :math:`1 - \mathrm{SSIM}` with ``reduction="none"``.
+
     Shape:
         - pred, target: :math:`(B, C, H, W)`.
         - Output: scalar, or :math:`(B, C, H, W)` with ``reduction="none"``.
@@ -164,6 +173,9 @@ class SSIMLoss(nn.Module):
         window_size: odd number of Gaussian taps.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
+    Returns:
+        Calling it, ``loss(pred, target)``, returns :func:`ssim_loss` of the two.
+
     Shape:
         - pred, target: :math:`(B, C, H, W)`; output as :func:`ssim_loss`.
 
@@ -188,6 +200,9 @@ def draem_reconstruction_loss(pred: Tensor, target: Tensor) -> Tensor:
     Args:
         pred: reconstructed images.
         target: anomaly-free images.
+
+    Returns:
+        A scalar tensor, ``mse(pred, target) + ssim_loss(pred, target)``.
 
     Shape:
         - pred, target: :math:`(B, C, H, W)`; output: scalar.

@@ -98,6 +98,9 @@ def dice(pred: Tensor, target: Tensor, threshold: float = DICE_THRESHOLD) -> flo
         target: binary ground truth (bool or 0/1).
         threshold: ``pred > threshold`` is predicted anomalous (strict, so ``-inf`` selects everything).
 
+    Returns:
+        The Dice coefficient :math:`2 |P \\cap T| / (|P| + |T|)` as a Python float in [0, 1].
+
     Shape:
         - pred, target: any shape, the same for both.
 
@@ -112,7 +115,18 @@ def dice(pred: Tensor, target: Tensor, threshold: float = DICE_THRESHOLD) -> flo
 
 @dataclass(frozen=True)
 class VolumeDice:
-    """Dice of each volume, by volume id (in order of first appearance), and their unweighted mean."""
+    """Dice of each volume, by volume id (in order of first appearance), and their unweighted mean.
+
+    Returned by :func:`dice_per_volume`.
+
+    Args:
+        per_volume: ``{volume id: Dice}``.
+
+    Example:
+        >>> result = VolumeDice({"a": 1.0, "b": 0.5})
+        >>> result.mean, result.per_volume["b"]
+        (0.75, 0.5)
+    """
 
     per_volume: dict[Hashable, float]
 
@@ -197,6 +211,9 @@ def auroc(scores: Tensor, labels: Tensor) -> float:
         scores: higher means more anomalous.
         labels: binary (bool or 0/1), both classes present.
 
+    Returns:
+        The AUROC as a Python float in [0, 1]; 0.5 is chance.
+
     Shape:
         - scores, labels: any shape, the same for both (pixels or images).
 
@@ -221,6 +238,9 @@ def average_precision(scores: Tensor, labels: Tensor) -> float:
         scores: higher means more anomalous.
         labels: binary (bool or 0/1), both classes present.
 
+    Returns:
+        The average precision as a Python float in [0, 1]; chance is the fraction of positives.
+
     Shape:
         - scores, labels: any shape, the same for both.
 
@@ -243,6 +263,9 @@ def image_scores(maps: Tensor, smoothing_kernel: int | None = None) -> Tensor:
         maps: anomaly maps.
         smoothing_kernel: odd side of the mean filter applied first (stride 1, zero padding counted in the mean,
             as DRAEM's ``avg_pool2d``); DRAEM uses ``DRAEM_SMOOTHING_KERNEL`` = 21. ``None`` takes the raw maximum.
+
+    Returns:
+        One score per map, the input of :func:`auroc` with per-image labels.
 
     Shape:
         - maps: :math:`(B, C, H, W)` or :math:`(B, H, W)`; output: :math:`(B,)` float tensor on the maps' device.
@@ -267,7 +290,19 @@ def image_scores(maps: Tensor, smoothing_kernel: int | None = None) -> Tensor:
 
 
 class OracleDice(NamedTuple):
-    """Best Dice over thresholds and a threshold that reaches it (``dice(pred, target, threshold) == dice``)."""
+    """Best Dice over thresholds and a threshold that reaches it (``dice(pred, target, threshold) == dice``).
+
+    Returned by :func:`best_dice_oracle`; a named tuple.
+
+    Args:
+        dice: the best global Dice.
+        threshold: a threshold reaching it.
+
+    Example:
+        >>> dice_value, threshold = OracleDice(0.9, 0.3)
+        >>> dice_value, threshold
+        (0.9, 0.3)
+    """
 
     dice: float
     threshold: float

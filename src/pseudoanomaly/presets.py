@@ -23,7 +23,12 @@ def zhang2023(p: float = 1.0, cutout: bool = False) -> PseudoAnomaly:
         cutout: force darkening, as the released code's ``cutout`` option.
 
     Returns:
-        A :class:`~pseudoanomaly.PseudoAnomaly`.
+        A :class:`~pseudoanomaly.PseudoAnomaly`; call it as ``synth(images, foreground, generator=g)``.
+
+    Shape:
+        - images: :math:`(B, C, H, W)`, values in [0, 1]
+        - foreground: :math:`(B, 1, H, W)` (the liver ROI in the paper)
+        - output: ``(augmented, masks)`` of shapes :math:`(B, C, H, W)` and :math:`(B, 1, H, W)`
 
     Example:
         >>> synth = zhang2023()
@@ -56,7 +61,12 @@ def draem(p: float = DRAEM_P, textures: Tensor | None = None) -> PseudoAnomaly:
             Textures Dataset); ``None`` uses fractal-noise textures.
 
     Returns:
-        A :class:`~pseudoanomaly.PseudoAnomaly`.
+        A :class:`~pseudoanomaly.PseudoAnomaly`; call it as ``synth(images, foreground, generator=g)``.
+
+    Shape:
+        - textures: :math:`(N, C \\text{ or } 1, h, w)`
+        - images: :math:`(B, C, H, W)`, values in [0, 1]
+        - output: ``(augmented, masks)`` of shapes :math:`(B, C, H, W)` and :math:`(B, 1, H, W)`
 
     Example:
         >>> synth = draem(p=1.0)

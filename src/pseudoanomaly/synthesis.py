@@ -32,6 +32,11 @@ class PseudoAnomaly(nn.Module):
         same_on_batch: gate all samples together (all anomalous or none). Use the mask's and overlay's own
             ``same_on_batch`` to share their parameters.
 
+    Returns:
+        Calling it returns ``(augmented, masks)``: the images with anomalies painted in (a new tensor; samples
+        left normal are unchanged) and the anomaly masks, exactly 0/1 in the images' dtype (all zero for a
+        sample left normal). ``synth._params`` then holds the call's parameters, for replay.
+
     Shape:
         - images: :math:`(B, C, H, W)`
         - foreground: :math:`(B, 1, H, W)`

@@ -39,6 +39,34 @@ class MaskGenerator(nn.Module):
             normal one) and warns; ``"raise"`` raises ``RuntimeError``. Either way ``params["accepted"]``
             tells which samples passed.
         same_on_batch: draw one set of parameters and use it for every sample.
+
+    Returns:
+        Calling a generator returns one mask per image, see :meth:`forward`.
+
+    Shape:
+        - images: :math:`(B, C, H, W)`
+        - foreground: :math:`(B, 1, H, W)`
+        - output: :math:`(B, 1, H, W)`
+
+    Example:
+        A new generator only draws its parameters and renders them; union, foreground, rejection and replay
+        come from the base class. Squares of a quarter of the image side, at random places:
+
+        >>> class SquareMask(MaskGenerator):
+        ...     def draw(self, n, height, width, foreground, generator, device):
+        ...         return {"corner": torch.randint(0, height // 2, (n, 2), generator=generator, device=device)}
+        ...     def render(self, params, height, width):
+        ...         y = torch.arange(height).view(1, 1, -1, 1)
+        ...         x = torch.arange(width).view(1, 1, 1, -1)
+        ...         top, left = (params["corner"][:, i].view(-1, 1, 1, 1) for i in (0, 1))
+        ...         return (y >= top) & (y < top + height // 4) & (x >= left) & (x < left + width // 4)
+        >>> gen = SquareMask(union=2)
+        >>> images = torch.rand(3, 1, 32, 32)
+        >>> masks = gen(images, generator=torch.Generator().manual_seed(0))
+        >>> masks.shape, bool((masks.flatten(1).sum(1) <= 2 * 8 * 8).all())
+        (torch.Size([3, 1, 32, 32]), True)
+        >>> torch.equal(gen(images, params=gen._params), masks)  # replay
+        True
     """
 
     def __init__(

@@ -13,6 +13,7 @@ Each blob here is the region ``rho <= r(theta)`` in the blob's own normalized po
     r(theta) = 1 + sum_{k=2..K} (a_k cos k theta + b_k sin k theta).
 
 NOTE: departures from the reference, and choices of ours:
+
 - 2-D, and the elastic deformation is replaced by the low-order Fourier perturbation above: it is smooth by
   construction, costs a handful of elementwise operations, and keeps each blob star-shaped around its centre
   (so one blob is one piece and always covers its centre pixel). Harmonics start at k = 2 because k = 0
@@ -119,8 +120,13 @@ class BlobMask(MaskGenerator):
         irregularity: root-mean-square relative deviation of the outline from the ellipse (in expectation),
             in [0, 1]; 0 gives exact ellipses.
         harmonics: highest harmonic K of the outline perturbation (at least 2).
-        **kwargs: shared options of :class:`~pseudoanomaly.masks.base.MaskGenerator` (``union``,
+        **kwargs: shared options of :class:`~pseudoanomaly.masks.MaskGenerator` (``union``,
             ``rejection``, ``area``, ``max_tries``, ``on_failure``, ``same_on_batch``).
+
+    Returns:
+        Calling it, ``gen(images, foreground=None, generator=None, params=None)``, returns masks that are
+        exactly 0 or 1, in the images' dtype and on their device, never outside the foreground (see
+        :meth:`MaskGenerator.forward <pseudoanomaly.masks.MaskGenerator.forward>`).
 
     Shape:
         - images: :math:`(B, C, H, W)`

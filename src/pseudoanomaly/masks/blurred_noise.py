@@ -7,6 +7,7 @@ the foreground (the liver ROI, ``image > 0``).
 
 NOTE: departures from the reference, all with the same statistics (tested against an OpenCV
 re-implementation of the recipe):
+
 - the blurred field is made on a coarser grid and upsampled (see :func:`~.functional.smooth_field`) instead
   of a 91 x 91 convolution at full resolution, and from Gaussian rather than uniform noise (after a
   91 x 91 blur the two are indistinguishable: the central limit theorem over 8,281 taps);
@@ -69,8 +70,13 @@ class BlurredNoiseMask(MaskGenerator):
             ``quantize``); 0 gives an exactly rounded blur.
         downsample: coarsening of the noise grid, see :func:`~pseudoanomaly.masks.functional.smooth_field`.
         backend: morphology backend, see :func:`~pseudoanomaly.masks.functional.binary_opening`.
-        **kwargs: shared options of :class:`~pseudoanomaly.masks.base.MaskGenerator` (``union``,
+        **kwargs: shared options of :class:`~pseudoanomaly.masks.MaskGenerator` (``union``,
             ``rejection``, ``area``, ``max_tries``, ``on_failure``, ``same_on_batch``).
+
+    Returns:
+        Calling it, ``gen(images, foreground=None, generator=None, params=None)``, returns masks that are
+        exactly 0 or 1, in the images' dtype and on their device, never outside the foreground (see
+        :meth:`MaskGenerator.forward <pseudoanomaly.masks.MaskGenerator.forward>`).
 
     Shape:
         - images: :math:`(B, C, H, W)`

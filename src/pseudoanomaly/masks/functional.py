@@ -62,7 +62,10 @@ def elliptical_kernel(size: int, device: torch.device | str | None = None) -> Te
         device: where to put the kernel.
 
     Returns:
-        A ``(size, size)`` bool tensor.
+        The structuring element, ``True`` inside the ellipse.
+
+    Shape:
+        - output: :math:`(\text{size}, \text{size})`, bool
 
     Example:
         >>> elliptical_kernel(5).int()
@@ -219,7 +222,18 @@ def binary_dilation(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Ten
 def binary_erosion(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Tensor:
     """Erode binary masks by ``kernel`` exactly as ``cv2.erode`` (pixels outside the image are foreground).
 
-    Args, Returns and Shape as :func:`binary_dilation`.
+    Args:
+        masks: binary masks, bool or 0/1 floats.
+        kernel: 2-D structuring element with odd sides (bool or 0/1), e.g. :func:`elliptical_kernel`.
+        backend: ``"opencv"`` (per-image OpenCV calls on host memory), ``"torch"`` (max-pooling on the
+            masks' device) or ``"auto"`` (OpenCV on CPU, torch elsewhere). All give the same result.
+
+    Returns:
+        Masks of the same shape, dtype and device.
+
+    Shape:
+        - masks: :math:`(B, 1, H, W)`
+        - output: :math:`(B, 1, H, W)`
 
     Example:
         >>> m = torch.ones(1, 1, 4, 4); m[0, 0, 0, 0] = 0
@@ -235,7 +249,18 @@ def binary_erosion(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Tens
 def binary_opening(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Tensor:
     """Erosion then dilation (``cv2.MORPH_OPEN``): removes specks and thin bridges smaller than the kernel.
 
-    Args, Returns and Shape as :func:`binary_dilation`.
+    Args:
+        masks: binary masks, bool or 0/1 floats.
+        kernel: 2-D structuring element with odd sides (bool or 0/1), e.g. :func:`elliptical_kernel`.
+        backend: ``"opencv"`` (per-image OpenCV calls on host memory), ``"torch"`` (max-pooling on the
+            masks' device) or ``"auto"`` (OpenCV on CPU, torch elsewhere). All give the same result.
+
+    Returns:
+        Masks of the same shape, dtype and device.
+
+    Shape:
+        - masks: :math:`(B, 1, H, W)`
+        - output: :math:`(B, 1, H, W)`
 
     Example:
         >>> m = torch.zeros(1, 1, 6, 6); m[0, 0, 1:4, 1:4] = 1; m[0, 0, 5, 5] = 1
@@ -248,7 +273,18 @@ def binary_opening(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Tens
 def binary_closing(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Tensor:
     """Dilation then erosion (``cv2.MORPH_CLOSE``): fills holes and gaps smaller than the kernel.
 
-    Args, Returns and Shape as :func:`binary_dilation`.
+    Args:
+        masks: binary masks, bool or 0/1 floats.
+        kernel: 2-D structuring element with odd sides (bool or 0/1), e.g. :func:`elliptical_kernel`.
+        backend: ``"opencv"`` (per-image OpenCV calls on host memory), ``"torch"`` (max-pooling on the
+            masks' device) or ``"auto"`` (OpenCV on CPU, torch elsewhere). All give the same result.
+
+    Returns:
+        Masks of the same shape, dtype and device.
+
+    Shape:
+        - masks: :math:`(B, 1, H, W)`
+        - output: :math:`(B, 1, H, W)`
 
     Example:
         >>> m = torch.ones(1, 1, 5, 5); m[0, 0, 2, 2] = 0
@@ -274,7 +310,23 @@ def _resolve_downsample(sigma: float, downsample: int | None) -> int:
 
 
 def noise_grid_shape(height: int, width: int, sigma: float, downsample: int | None = None) -> tuple[int, int]:
-    """Shape ``(h, w)`` of the white-noise grid that :func:`smooth_field` turns into an ``height x width`` field."""
+    """Shape ``(h, w)`` of the white-noise grid that :func:`smooth_field` turns into an ``height x width`` field.
+
+    Args:
+        height: field height H in pixels.
+        width: field width W in pixels.
+        sigma: blur standard deviation in pixels.
+        downsample: grid coarsening factor; ``None`` picks ``max(1, round(sigma / 4))``.
+
+    Returns:
+        ``(ceil(H / f), ceil(W / f))`` with ``f`` the coarsening factor.
+
+    Example:
+        >>> noise_grid_shape(256, 256, sigma=15.0)  # the paper's sigma: a grid 4 times coarser
+        (64, 64)
+        >>> noise_grid_shape(100, 30, sigma=15.0, downsample=1)
+        (100, 30)
+    """
     f = _resolve_downsample(sigma, downsample)
     return math.ceil(height / f), math.ceil(width / f)
 
@@ -313,6 +365,12 @@ def smooth_field(
     Shape:
         - noise: :math:`(B, 1, h, w)` with ``(h, w) = noise_grid_shape(H, W, sigma, downsample)``
         - output: :math:`(B, 1, H, W)`
+
+    Example:
+        >>> noise = torch.randn(2, 1, *noise_grid_shape(96, 64, 8.0), generator=torch.Generator().manual_seed(0))
+        >>> field = smooth_field(noise, 96, 64, 8.0, scale=2.0, offset=1.0)
+        >>> field.shape, abs(float(field.mean()) - 1.0) < 0.1
+        (torch.Size([2, 1, 96, 64]), True)
     """
     f = _resolve_downsample(sigma, downsample)
     gh, gw = noise_grid_shape(height, width, sigma, f)
@@ -356,7 +414,10 @@ def smooth_noise(
         dtype: output dtype.
 
     Returns:
-        A ``(B, 1, H, W)`` field with mean 0 and standard deviation about :math:`1 / (2 \\sqrt{\\pi} \\sigma)`.
+        A field with mean 0 and standard deviation about :math:`1 / (2 \\sqrt{\\pi} \\sigma)`.
+
+    Shape:
+        - output: :math:`(B, 1, H, W)`
 
     Example:
         >>> g = torch.Generator().manual_seed(0)

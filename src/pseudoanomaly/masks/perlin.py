@@ -6,6 +6,7 @@ Reference code (github.com/VitjanZ/DRAEM, ``perlin.py`` and ``data_loader.py``),
 {0, ..., 5}; rotated with ``imgaug.augmenters.Affine(rotate=(-90, 90))``; thresholded ``> 0.5``.
 
 NOTE: departures from the reference:
+
 - the noise is evaluated exactly at the rotated coordinates (:func:`~.functional.perlin_noise`) instead of
   rotating a noise image with bilinear interpolation. Interpolation flattens the peaks of the finest
   lattices a little, so masks here cover slightly more: at 256 x 256, against the reference grid rotated with
@@ -72,8 +73,13 @@ class PerlinMask(MaskGenerator):
         scale_exponents: ``(min, max)`` of the exponents ``u`` and ``v``, integers in [0, 8].
         rotation: ``(min, max)`` angle in degrees (clockwise as displayed); ``(0, 0)`` disables rotation.
         threshold: cut on the noise, in (0, 1); higher makes smaller blobs.
-        **kwargs: shared options of :class:`~pseudoanomaly.masks.base.MaskGenerator` (``union``,
+        **kwargs: shared options of :class:`~pseudoanomaly.masks.MaskGenerator` (``union``,
             ``rejection``, ``area``, ``max_tries``, ``on_failure``, ``same_on_batch``).
+
+    Returns:
+        Calling it, ``gen(images, foreground=None, generator=None, params=None)``, returns masks that are
+        exactly 0 or 1, in the images' dtype and on their device, never outside the foreground (see
+        :meth:`MaskGenerator.forward <pseudoanomaly.masks.MaskGenerator.forward>`).
 
     Shape:
         - images: :math:`(B, C, H, W)`

@@ -42,6 +42,9 @@ class ReconstructiveAE(nn.Module):
         norm_layer: called with a channel count.
         act_layer: activation class.
 
+    Returns:
+        Calling it on a batch returns the reconstructed images (linear output).
+
     Shape:
         - Input: :math:`(B, C_{in}, H, W)` with :math:`H, W` divisible by :math:`2^{n-1}`, ``n`` the number of
           blocks (16 by default).

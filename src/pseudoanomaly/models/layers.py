@@ -63,6 +63,14 @@ class WSConv2d(nn.Conv2d):
     Takes the arguments of :class:`torch.nn.Conv2d`; the stored ``weight`` stays unconstrained and the
     convolution uses :func:`standardize_weight` of it.
 
+    Args:
+        *args: positional arguments of :class:`torch.nn.Conv2d` (``in_channels``, ``out_channels``,
+            ``kernel_size``, ...).
+        **kwargs: keyword arguments of :class:`torch.nn.Conv2d` (``stride``, ``padding``, ``bias``, ...).
+
+    Returns:
+        Calling it returns the convolution of the input with the standardized kernel.
+
     Shape:
         - Input: :math:`(B, C_{in}, H, W)`; output: :math:`(B, C_{out}, H', W')` as for ``nn.Conv2d``.
 

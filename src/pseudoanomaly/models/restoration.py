@@ -46,6 +46,9 @@ class RestorationUNet(nn.Module):
         act_layer: activation class (Swish = SiLU by default).
         pad_layer: padding class called with the padding width; ``None`` lets the conv zero-pad.
 
+    Returns:
+        Calling it on a batch returns the restored images (linear output: not clipped to the value range).
+
     Shape:
         - Input: :math:`(B, C_{in}, H, W)` with :math:`H, W` divisible by :math:`2^{depth}` and at least
           :math:`2^{depth+1}` (reflection padding needs two pixels at the coarsest level).

@@ -47,6 +47,9 @@ class SegmentationNet(nn.Module):
         norm_layer: called with a channel count.
         act_layer: activation class.
 
+    Returns:
+        Calling it on ``torch.cat([restored, image], dim=1)`` returns 2-class logits (normal, anomalous).
+
     Shape:
         - Input: :math:`(B, 2C, H, W)` with :math:`H, W` divisible by :math:`2^{n-1}`, ``n`` the number of
           blocks (32 by default).

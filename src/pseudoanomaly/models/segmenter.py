@@ -35,6 +35,10 @@ class AnomalySegmenter(nn.Module):
             networks' device and the map comes back on the images' device, so a CPU volume can be segmented
             on a GPU chunk by chunk.
 
+    Returns:
+        Calling it, ``segmenter(images, foreground=None)``, returns anomaly probability maps: softmax channel 1
+        of the segmentation net, exactly 0 outside the foreground, on the images' device.
+
     Shape:
         - images: :math:`(B, C, H, W)`.
         - foreground: :math:`(B, 1, H, W)` bool or 0/1, optional; the map is exactly 0 outside it.

@@ -25,6 +25,30 @@ class Overlay(nn.Module):
     Args:
         value_range: ``(low, high)`` of valid image values; overlays clip their output to it.
         same_on_batch: draw one set of parameters and use it for every sample.
+
+    Returns:
+        Calling an overlay returns a new batch with the masked pixels painted, see :meth:`forward`.
+
+    Shape:
+        - images: :math:`(B, C, H, W)`
+        - masks: :math:`(B, 1, H, W)`
+        - output: :math:`(B, C, H, W)`
+
+    Example:
+        A new overlay only draws its parameters and says what a masked pixel becomes; the base class keeps
+        every other pixel bit-identical. A partial inversion of random strength:
+
+        >>> class Invert(Overlay):
+        ...     def draw(self, images, generator):
+        ...         return {"strength": torch.rand(images.shape[0], generator=generator, device=images.device)}
+        ...     def fill(self, images, params):
+        ...         s = params["strength"].view(-1, 1, 1, 1)
+        ...         return (1 - s) * images + s * (1 - images)
+        >>> images = torch.rand(2, 1, 8, 8)
+        >>> masks = torch.zeros(2, 1, 8, 8); masks[..., 2:5, 2:5] = 1
+        >>> out = Invert()(images, masks, generator=torch.Generator().manual_seed(0))
+        >>> torch.equal(out[masks == 0], images[masks == 0]), bool((out[masks == 1] != images[masks == 1]).any())
+        (True, True)
     """
 
     def __init__(self, *, value_range: tuple[float, float] = (0.0, 1.0), same_on_batch: bool = False) -> None:

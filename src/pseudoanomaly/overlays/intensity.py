@@ -1,6 +1,6 @@
 """Intensity shift: the overlay of Zhang, Deng & Li (SASHIMI 2023).
 
-Reference (the paper's released code): one scalar C per image, |C| uniform in [60, 100] grey levels of 255,
+Reference (the paper's released code): one scalar C per image, ``|C|`` uniform in [60, 100] grey levels of 255,
 random sign; the ``cutout`` option forces darkening. The region inside the mask is shifted and clipped:
 ``I_s = (1 - M) * I + M * clip(I + C)``.
 
@@ -37,6 +37,11 @@ class IntensityShift(Overlay):
             centred in the range with standard deviation a quarter of its width, truncated to the range.
         value_range: ``(low, high)`` of valid image values; the output is clipped to it.
         same_on_batch: one shift for the whole batch.
+
+    Returns:
+        Calling it, ``overlay(images, masks, generator=None, params=None)``, returns a new tensor of the
+        images' shape, dtype and device: masked pixels painted, every other pixel bit-identical (see
+        :meth:`Overlay.forward <pseudoanomaly.overlays.Overlay.forward>`).
 
     Shape:
         - images: :math:`(B, C, H, W)`

@@ -13,6 +13,7 @@ the same location: FPI) or the sample itself shifted by a random offset (``sourc
 from.
 
 NOTE: choices of ours:
+
 - The shift wraps around the image borders (like ``torch.roll``): every shifted pixel is real content of the
   image, at no cost of padding, and the offset distribution does not depend on where the mask lies. A patch
   that straddles the border therefore joins content from opposite sides; for an anomaly that is harmless.
@@ -61,6 +62,11 @@ class PatchBlend(Overlay):
         value_range: ``(low, high)`` of valid image values; the output is clipped to it.
         same_on_batch: one ``alpha`` and one offset for the whole batch (``source="other"`` then falls back
             to ``"self"``).
+
+    Returns:
+        Calling it, ``overlay(images, masks, generator=None, params=None)``, returns a new tensor of the
+        images' shape, dtype and device: masked pixels painted, every other pixel bit-identical (see
+        :meth:`Overlay.forward <pseudoanomaly.overlays.Overlay.forward>`).
 
     Shape:
         - images: :math:`(B, C, H, W)`

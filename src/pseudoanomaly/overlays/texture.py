@@ -11,6 +11,7 @@ NOTE: anomalib's ``PerlinAnomalyGenerator`` writes the same blend the other way 
 ``beta = (0.0, 0.8)``.
 
 NOTE: departures from the reference:
+
 - textures come from a tensor bank the user supplies; a bank image larger than the image is cropped at a
   random place instead of being resized to the image size (pass a bank already resized to the image size to
   get DRAEM's geometry); a smaller one is upscaled, keeping its aspect ratio, until it covers the image;
@@ -99,6 +100,11 @@ class TextureBlend(Overlay):
             take it; its output is kept in the parameters, so replaying them reproduces it exactly.
         value_range: ``(low, high)`` of valid image values; the output is clipped to it.
         same_on_batch: one texture, crop and ``b`` for the whole batch.
+
+    Returns:
+        Calling it, ``overlay(images, masks, generator=None, params=None)``, returns a new tensor of the
+        images' shape, dtype and device: masked pixels painted, every other pixel bit-identical (see
+        :meth:`Overlay.forward <pseudoanomaly.overlays.Overlay.forward>`).
 
     Shape:
         - textures: :math:`(N, C \\text{ or } 1, h, w)`

@@ -57,6 +57,13 @@ class AblationRow:
             (:class:`~pseudoanomaly.models.RestorationUNet`).
         synthesis: name of a :mod:`pseudoanomaly.presets` function, ``"draem"`` or ``"zhang2023"``.
         config: the trainer's config.
+
+    Example:
+        >>> row = ablation_row("draem+two_phase")
+        >>> small = {"base_width": 2, "channel_multipliers": (1, 2)}
+        >>> trainer = row.build(restoration_kwargs=small, segmentation_kwargs=small, max_steps=1, progress=False)
+        >>> type(trainer).__name__, type(trainer.restoration).__name__, trainer.config.segmentation_max_steps
+        ('TwoPhaseTrainer', 'ReconstructiveAE', 1)
     """
 
     name: str
@@ -91,6 +98,9 @@ class AblationRow:
             segmentation_kwargs: passed to :class:`~pseudoanomaly.models.SegmentationNet`.
             max_steps: if set, every phase runs exactly this many steps (smoke tests, quick looks).
             **config_fields: replace fields of :attr:`config`.
+
+        Returns:
+            A :class:`TwoPhaseTrainer` or :class:`JointTrainer` with fresh nets and the row's synthesis.
         """
         if max_steps is not None:
             config_fields.update({f: max_steps for f in _STEP_BUDGET_FIELDS[self.trainer]})
@@ -106,6 +116,9 @@ class AblationRow:
 
 def table2_rows() -> dict[str, AblationRow]:
     """Every row of Table 2, by name, in the paper's order (fresh default configs on each call).
+
+    Returns:
+        ``{name: AblationRow}`` for the names of :data:`TABLE2_ROWS`.
 
     Example:
         >>> list(table2_rows())
@@ -129,6 +142,9 @@ def ablation_row(name: str) -> AblationRow:
 
     Args:
         name: one of :data:`TABLE2_ROWS`.
+
+    Returns:
+        The :class:`AblationRow`, with a fresh default config.
 
     Example:
         >>> row = ablation_row("full")

@@ -26,6 +26,17 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     Args:
         obj: plain data and tensors.
         path: target file; its directory is created if needed.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = atomic_save({"step": 3, "weight": torch.ones(2)}, Path(tmp) / "run" / "state.pt")
+        ...     load_checkpoint(path)["step"]
+        3
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,6 +59,18 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     Args:
         path: file written by a trainer or :func:`save_segmenter`.
         map_location: where tensors are loaded.
+
+    Returns:
+        The stored dict. A trainer's ``checkpoint.pt`` holds ``"format"``, ``"trainer"``, ``"config"``,
+        ``"progress"``, ``"models"`` (``restoration`` and ``segmentation`` state dicts), ``"optimizer"``,
+        ``"scheduler"``, ``"rng"`` and ``"history"``.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     load_checkpoint(atomic_save({"weight": torch.zeros(2)}, Path(tmp) / "state.pt"))
+        {'weight': tensor([0., 0.])}
     """
     path = Path(path)
     if not path.is_file():
@@ -62,6 +85,23 @@ def save_segmenter(segmenter: nn.Module, path: str | os.PathLike[str], config: d
         segmenter: the module whose ``state_dict`` is saved (e.g. ``trainer.export()``).
         path: target file.
         config: optional plain-data record of how it was trained (e.g. ``trainer.config.to_dict()``).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from pseudoanomaly.models import AnomalySegmenter, RestorationUNet, SegmentationNet
+        >>> def small_segmenter():
+        ...     return AnomalySegmenter(RestorationUNet(base_width=4, depth=1),
+        ...                             SegmentationNet(base_width=2, channel_multipliers=(1, 2)))
+        >>> trained = small_segmenter()
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = save_segmenter(trained, Path(tmp) / "segmenter.pt", config={"seed": 0})
+        ...     loaded = load_segmenter(small_segmenter(), path)
+        >>> all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), loaded.state_dict().values()))
+        True
     """
     state = {k: v.detach().cpu() for k, v in segmenter.state_dict().items()}
     return atomic_save({"format": CHECKPOINT_FORMAT, "state_dict": state, "config": config}, path)
@@ -74,6 +114,28 @@ def load_segmenter(segmenter: nn.Module, path: str | os.PathLike[str]) -> nn.Mod
         segmenter: a module built with the same architecture as the saved one.
         path: file from :func:`save_segmenter`, or a trainer's ``checkpoint.pt`` (its ``restoration`` and
             ``segmentation`` weights are loaded into ``segmenter.restoration`` / ``segmenter.segmentation``).
+
+    Returns:
+        ``segmenter``, with the saved weights.
+
+    Example:
+        From a file of :func:`save_segmenter` (see there), or from a trainer's checkpoint, which stores the two
+        nets under ``"models"``:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from pseudoanomaly.models import AnomalySegmenter, RestorationUNet, SegmentationNet
+        >>> def small_segmenter():
+        ...     return AnomalySegmenter(RestorationUNet(base_width=4, depth=1),
+        ...                             SegmentationNet(base_width=2, channel_multipliers=(1, 2)))
+        >>> trained = small_segmenter()
+        >>> models = {"restoration": trained.restoration.state_dict(),
+        ...           "segmentation": trained.segmentation.state_dict()}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = atomic_save({"models": models}, Path(tmp) / "checkpoint.pt")
+        ...     loaded = load_segmenter(small_segmenter(), path).eval()
+        >>> torch.equal(loaded.restoration.head.weight, trained.restoration.head.weight)
+        True
     """
     data = load_checkpoint(path)
     if "state_dict" in data:

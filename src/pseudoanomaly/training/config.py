@@ -83,6 +83,15 @@ class TrainerConfig:
         device: where the models, the synthesis and the batches live (``"cuda"`` means this process's
             ``cuda:LOCAL_RANK`` under torchrun).
         num_workers: DataLoader worker processes.
+
+    Example:
+        >>> cfg = TrainerConfig(batch_size=4, lr=3e-4)
+        >>> TrainerConfig.from_dict(cfg.to_dict()) == cfg
+        True
+        >>> TrainerConfig(batch_size=0)
+        Traceback (most recent call last):
+            ...
+        ValueError: batch_size must be an integer >= 1, got 0
     """
 
     seed: int = 0

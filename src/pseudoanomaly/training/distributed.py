@@ -24,6 +24,13 @@ def init_distributed(backend: str | None = None) -> bool:
 
     Args:
         backend: ``"nccl"`` or ``"gloo"``; default nccl when CUDA is available, else gloo.
+
+    Returns:
+        ``True`` when this process joined (or had already joined) a group of more than one process.
+
+    Example:
+        >>> init_distributed()  # a plain process, not started by torchrun
+        False
     """
     if not dist.is_available() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False

@@ -51,11 +51,21 @@ Synthesize = Callable[..., tuple[Tensor, Tensor]]
 class NonFiniteLossError(RuntimeError):
     """Raised when a training loss is NaN or Inf; the step is not taken and no checkpoint is written.
 
-    Attributes:
+    Args:
         phase: name of the phase.
         step: the phase step (0-based) whose loss was not finite.
         value: the loss value.
         checkpoint: path of the last good checkpoint, or ``None`` when none was written.
+
+    The arguments are kept as attributes of the same names, so a caller can resume from ``err.checkpoint``.
+
+    Example:
+        >>> err = NonFiniteLossError("restoration", 3, float("nan"), None)
+        >>> err.phase, err.step, err.checkpoint
+        ('restoration', 3, None)
+        >>> print(err)
+        loss is nan at step 3 of phase 'restoration'; training stopped before the optimizer step, no checkpoint
+        was written
     """
 
     def __init__(self, phase: str, step: int, value: float, checkpoint: Path | None) -> None:
@@ -78,6 +88,14 @@ class Phase:
         epochs: length in epochs, unless ``max_steps`` is set.
         max_steps: length in optimizer steps, overriding ``epochs``.
         evaluates: run the evaluation hook in this phase (it trains the segmentation net).
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.Conv2d(1, 1, 3, padding=1)
+        >>> Phase("warm-up", nn.Identity(), trainable=(net,), epochs=2).total_steps(steps_per_epoch=10)
+        20
+        >>> Phase("warm-up", nn.Identity(), trainable=(net,), epochs=2, max_steps=5).total_steps(10)
+        5
     """
 
     name: str
@@ -108,6 +126,27 @@ class Trainer:
             foreground=None, generator=None) -> (augmented, masks)`` drawing its randomness from ``generator``;
             ``None`` uses the preset named by :attr:`default_synthesis`.
         config: the subclass's config dataclass; its defaults when ``None``.
+
+    Example:
+        A trainer is its list of phases. One that only trains a restoration net, for two steps:
+
+        >>> from torch import nn
+        >>> from pseudoanomaly import PseudoAnomaly
+        >>> from pseudoanomaly.masks import BlobMask
+        >>> class L1(nn.Module):  # an objective: (clean, augmented, masks) -> {"loss": ...}
+        ...     def __init__(self, net):
+        ...         super().__init__()
+        ...         self.net = net
+        ...     def forward(self, clean, augmented, masks):
+        ...         return {"loss": (self.net(augmented) - clean).abs().mean()}
+        >>> class RestoreOnly(Trainer):
+        ...     def build_phases(self):
+        ...         return [Phase("restoration", L1(self.restoration), (self.restoration,), max_steps=2)]
+        >>> _ = torch.manual_seed(0)
+        >>> trainer = RestoreOnly(nn.Conv2d(1, 1, 3, padding=1), nn.Identity(), PseudoAnomaly(BlobMask()),
+        ...                       TrainerConfig(batch_size=2, progress=False))
+        >>> trainer.fit(torch.rand(4, 1, 16, 16))  # no validation data: no evaluation history
+        []
     """
 
     config_class: ClassVar[type[TrainerConfig]] = TrainerConfig

@@ -36,6 +36,20 @@ def evaluate_segmenter(
 
     Returns:
         ``{"dice": ..., "auroc": ...}``; AUROC is NaN when the pixels scored hold a single class.
+
+    Shape:
+        - each item of ``val_data``: image :math:`(C, H, W)`, foreground and label :math:`(1, H, W)`
+
+    Example:
+        >>> from pseudoanomaly.models import AnomalySegmenter, RestorationUNet, SegmentationNet
+        >>> _ = torch.manual_seed(0)
+        >>> segmenter = AnomalySegmenter(RestorationUNet(base_width=4, depth=1),
+        ...                              SegmentationNet(base_width=2, channel_multipliers=(1, 2)))
+        >>> label = torch.zeros(1, 16, 16); label[:, 4:8, 4:8] = 1
+        >>> val_data = [(torch.rand(1, 16, 16), torch.ones(1, 16, 16), label) for _ in range(4)]
+        >>> scores = evaluate_segmenter(segmenter, val_data, batch_size=2)
+        >>> sorted(scores), 0.0 <= scores["dice"] <= 1.0
+        (['auroc', 'dice'], True)
     """
     check_map_dataset("val_data", val_data)
     device = torch.device(device)

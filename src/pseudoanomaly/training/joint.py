@@ -3,7 +3,7 @@
 Each step minimises reconstruction loss (L2 + SSIM) + focal loss of the segmentation of
 ``cat([restored, synthesized])``; the focal loss also reaches the restoration net. DRAEM trains 700 epochs with
 Adam at lr 1e-4, batch 8, multiplying the lr by 0.2 at 80% and 90% of training (reference code
-github.com/VitjanZ/DRAEM ``train_DRAEM.py``); those are the :class:`~pseudoanomaly.training.config.JointConfig`
+github.com/VitjanZ/DRAEM ``train_DRAEM.py``); those are the :class:`~pseudoanomaly.training.JointConfig`
 defaults. Zhang et al. (SASHIMI 2023, Table 2) use it as the baseline their two-phase training improves on.
 
 NOTE: DRAEM steps its scheduler per epoch; here milestones are fractions of the steps, the same points in
@@ -27,7 +27,24 @@ class JointTrainer(Trainer):
         segmentation: segmentation net (:class:`~pseudoanomaly.models.SegmentationNet`).
         synthesis: the :class:`~pseudoanomaly.PseudoAnomaly` applied to each batch; ``None`` uses DRAEM's,
             ``pseudoanomaly.presets.draem()``.
-        config: a :class:`~pseudoanomaly.training.config.JointConfig`; DRAEM defaults when ``None``.
+        config: a :class:`~pseudoanomaly.training.JointConfig`; DRAEM defaults when ``None``.
+
+    Example:
+        >>> import torch
+        >>> from pseudoanomaly.models import ReconstructiveAE, SegmentationNet
+        >>> def synth(images, foreground=None, generator=None):  # stand-in for presets.draem()
+        ...     masks = torch.zeros_like(images)
+        ...     masks[..., 8:16, 8:16] = 1
+        ...     return images + 0.5 * masks, masks
+        >>> _ = torch.manual_seed(0)
+        >>> trainer = JointTrainer(
+        ...     ReconstructiveAE(base_width=2, channel_multipliers=(1, 2)),
+        ...     SegmentationNet(base_width=2, channel_multipliers=(1, 2)),
+        ...     synth, JointConfig(max_steps=1, batch_size=2, progress=False))
+        >>> trainer.fit(torch.rand(4, 1, 16, 16))
+        []
+        >>> trainer.restoration.training, next(trainer.restoration.parameters()).requires_grad  # trained too
+        (True, True)
     """
 
     config_class = JointConfig

@@ -6,7 +6,7 @@ segmentation net on ``cat([restored, synthesized])`` against the synthetic masks
 in the paper: training it longer overfits to the synthetic anomalies (their Fig. 3).
 
 NOTE: the reference code (github.com/nono-zz/LiTs-Segmentation) trains both phases with Adam, lr 1e-4, batch 8;
-those are the :class:`~pseudoanomaly.training.config.TwoPhaseConfig` defaults.
+those are the :class:`~pseudoanomaly.training.TwoPhaseConfig` defaults.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class TwoPhaseTrainer(Trainer):
         segmentation: segmentation net (e.g. :class:`~pseudoanomaly.models.SegmentationNet`).
         synthesis: the :class:`~pseudoanomaly.PseudoAnomaly` applied to each batch (any preset or composition);
             ``None`` uses the paper's, ``pseudoanomaly.presets.zhang2023()``.
-        config: a :class:`~pseudoanomaly.training.config.TwoPhaseConfig`; paper defaults when ``None``.
+        config: a :class:`~pseudoanomaly.training.TwoPhaseConfig`; paper defaults when ``None``.
 
     Example:
         >>> import torch
