@@ -1,0 +1,146 @@
+"""``segment``: the tumor probability map of a new CT scan, in the scan's own voxel grid.
+
+    python -m examples.lits segment --run runs/cpu --image ct.nii.gz --liver liver.nii.gz --out tumor.nii.gz
+
+The scan goes through exactly the preprocessing the run was trained with (``preprocess_volume`` with the
+training data's prepare settings, then the run's slice size as ``load_prepared`` resizes), the segmenter maps
+each liver slice, and ``restore_volume`` puts the maps back: the output has the input's shape and affine, holds
+probabilities in [0, 1], and is 0 outside the liver mask (and in slices too small to have been kept). The file
+is written to a temporary name and renamed, so ``--out`` is either complete or untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .evaluate import INFER_BATCH, predict
+from .prepare import PrepareConfig, load_nifti, preprocess_volume, restore_volume
+from .train import load_run, resolve_device
+
+__all__ = ["segment", "SegmentResult", "add_arguments", "main"]
+
+# How close the liver mask's affine must be to the image's (world units, mm).
+AFFINE_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """What :func:`segment` wrote: the file, how many slices were segmented, the tumor volume at 0.5 (mL)."""
+
+    out: Path
+    slices: int
+    tumor_ml: float
+    max_probability: float
+
+
+def _resize(images: torch.Tensor, liver: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """As ``load_prepared(size=...)`` resizes prepared slices: bilinear with antialiasing for the image,
+    centre-aligned nearest neighbour for the mask, then the image masked again (background exactly 0)."""
+    # NOTE: mirrors examples.lits.dataset._resize, which is not public; keep the two in step.
+    mask = F.interpolate(liver.float(), size=(size, size), mode="nearest-exact") > 0.5
+    image = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return image.clamp_(0, 1) * mask, mask
+
+
+def segment(
+    run: str | os.PathLike,
+    image: str | os.PathLike,
+    liver: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    device: str = "auto",
+    batch_size: int = INFER_BATCH,
+) -> SegmentResult:
+    """Write the tumor probability map of ``image`` (a CT in HU) inside ``liver`` to ``out`` (NIfTI).
+
+    Args:
+        run: a run folder written by ``train``.
+        image: the CT volume, ``.nii`` or ``.nii.gz``, in Hounsfield units.
+        liver: its liver mask (nonzero = liver), same grid as ``image``.
+        out: the ``.nii`` / ``.nii.gz`` file to write (float32 probabilities).
+        device: where inference runs.
+        batch_size: slices per forward pass.
+
+    Returns:
+        A :class:`SegmentResult`.
+    """
+    out = Path(out)
+    if not out.name.endswith((".nii", ".nii.gz")):
+        raise ValueError(f"{out}: the output must end in .nii or .nii.gz")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{out.parent}: no such folder for --out")
+    device = resolve_device(device)
+    segmenter, meta = load_run(run, device)
+    hu, affine = load_nifti(image, "image")
+    mask, mask_affine = load_nifti(liver, "liver mask")
+    if mask.shape != hu.shape:
+        raise ValueError(f"{liver}: liver mask shape {mask.shape} differs from the image's {hu.shape} ({image})")
+    if not np.allclose(mask_affine, affine, rtol=0, atol=AFFINE_TOLERANCE):
+        raise ValueError(f"{liver}: liver mask affine differs from the image's ({image})")
+    mask = mask != 0
+    if not mask.any():
+        raise ValueError(f"{liver}: the liver mask is empty")
+    if not meta.get("prepare_config"):
+        raise ValueError(f"{run}: the run does not record its preprocessing; retrain it with this version")
+    prepared = preprocess_volume(hu, mask, affine, PrepareConfig(**meta["prepare_config"]))
+
+    volume = np.zeros(hu.shape, np.float32)
+    if len(prepared.images):
+        images = torch.from_numpy(prepared.images)[:, None]  # (N, 1, S, S)
+        foreground = torch.from_numpy(prepared.liver)[:, None]
+        size, prepared_size = int(meta["size"]), prepared.geometry.size
+        if size != prepared_size:
+            images, small = _resize(images, foreground, size)
+            maps = predict(segmenter, images, small, device, batch_size)
+            maps = F.interpolate(maps, size=(prepared_size, prepared_size), mode="bilinear", align_corners=False)
+        else:
+            maps = predict(segmenter, images, foreground, device, batch_size)
+        maps = (maps.clamp(0, 1) * foreground)[:, 0].numpy()  # (N, S, S)
+        volume = restore_volume(maps, prepared.geometry, hu.shape, affine, interpolation="linear")
+        # Interpolation back to the source grid blurs the map past the liver's rim: cut it at the true mask.
+        volume = np.where(mask, np.clip(volume, 0, 1), 0).astype(np.float32)
+
+    _save_nifti(volume, affine, out, reference=Path(image))
+    voxel_ml = float(np.prod(nib.affines.voxel_sizes(affine))) / 1000
+    return SegmentResult(out, len(prepared.images), float((volume > 0.5).sum()) * voxel_ml, float(volume.max()))
+
+
+def _save_nifti(volume: np.ndarray, affine: np.ndarray, out: Path, reference: Path) -> None:
+    """Write ``volume`` with the reference's affine and spatial header codes, atomically."""
+    header = nib.load(reference).header.copy()
+    header.set_data_dtype(np.float32)
+    image = nib.Nifti1Image(volume, affine, header=header)
+    image.header.set_slope_inter(1.0, 0.0)  # probabilities are stored as is, not rescaled
+    suffix = ".nii.gz" if out.name.endswith(".gz") else ".nii"
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{suffix}")
+    try:
+        nib.save(image, tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the ``segment`` command."""
+    parser.add_argument("--run", type=Path, required=True, help="run folder written by train")
+    parser.add_argument("--image", type=Path, required=True, help="CT volume in HU (.nii or .nii.gz)")
+    parser.add_argument("--liver", type=Path, required=True, help="its liver mask (.nii or .nii.gz)")
+    parser.add_argument("--out", type=Path, required=True, help="probability map to write (.nii or .nii.gz)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
+    parser.add_argument("--batch-size", type=int, default=INFER_BATCH, help="slices per forward pass")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``segment`` from parsed arguments."""
+    result = segment(args.run, args.image, args.liver, args.out, device=args.device, batch_size=args.batch_size)
+    print(f"segmented {result.slices} liver slices; tumor at p > 0.5: {result.tumor_ml:.1f} mL "
+          f"(max probability {result.max_probability:.2f}); wrote {result.out}")
+    return 0

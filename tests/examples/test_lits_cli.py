@@ -1,0 +1,197 @@
+"""The liver-tumor example's command line, end to end on a tiny phantom cohort.
+
+prepare -> train -> evaluate -> segment -> ablation, resume of an interrupted run, and the one-line errors of bad
+inputs. Sizes are tiny (32 px slices, 4-channel nets, a few steps): these tests check the plumbing, not the
+quality (the demo's quality is measured by running ``python -m examples.lits demo``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+nib = pytest.importorskip("nibabel")
+pytest.importorskip("matplotlib")
+
+from examples.lits import phantom  # noqa: E402
+from examples.lits.__main__ import main  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--preset", "demo", "--size", "32", "--width", "4", "--steps-restoration", "4", "--steps-segmentation", "3",
+        "--batch-size", "2", "--eval-every", "1", "--checkpoint-every", "1", "--no-progress"]
+
+
+def cli(*argv) -> int:
+    # One thread: these nets are too small to gain from more, and a CPU shared with other jobs loses a lot.
+    return main(["--threads", "1", *(str(a) for a in argv)])
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = cli(*argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> dict[str, Path]:
+    """A phantom cohort (2 healthy, 2 tumor volumes of 48 x 48 x 8), prepared at 32 px, and a trained tiny run."""
+    root = tmp_path_factory.mktemp("lits")
+    cohort = phantom.make_cohort(root / "cohort", n_healthy=2, n_tumor=2, shape=(48, 48, 8), seed=0)
+    paths = {"root": root, "train": root / "prepared" / "train", "test": root / "prepared" / "test",
+             "run": root / "run", "volume": cohort.tumor[0][0], "segmentation": cohort.tumor[0][1]}
+    for layout, source, out in (("btcv", cohort.btcv_root, paths["train"]), ("lits", cohort.lits_root, paths["test"])):
+        code = cli("prepare", "--layout", layout, "--root", source, "--out", out, "--size", "32", "--crop", "volume",
+                   "--no-progress")
+        assert code == 0
+    code = cli("train", "--data", paths["train"], "--out", paths["run"], "--val", paths["test"], *TINY)
+    assert code == 0
+    return paths
+
+
+def test_train_writes_a_complete_run(workspace):
+    run = workspace["run"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["preset"] == "demo"
+    assert config["settings"]["size"] == 32 and config["settings"]["restoration_width"] == 4
+    assert config["trainer"]["restoration_max_steps"] == 4 and config["trainer"]["segmentation_max_steps"] == 3
+    assert config["data"]["slices"] > 0
+    weights = torch.load(run / "segmenter.pt", weights_only=True)
+    assert weights["config"]["size"] == 32 and weights["config"]["prepare_config"]["crop"] == "volume"
+    history = json.loads((run / "history.json").read_text())
+    assert [h["step"] for h in history] == [1, 2, 3]  # phase 2 evaluated every step (Fig. 3)
+    assert (run / "checkpoint.pt").is_file() and (run / "log.jsonl").is_file()
+
+
+def test_evaluate_writes_metrics_report_and_figures(workspace, capsys):
+    out = workspace["root"] / "report"
+    code, stdout, _ = run_cli(capsys, "evaluate", "--run", workspace["run"], "--data", workspace["test"], "--out", out)
+    assert code == 0
+    assert "all-zero" in stdout and "report.md" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("dice_global", "dice_per_volume", "pixel_auroc"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    # slice AUROC needs slices with and without tumor; the tiny cohort may have only the former
+    assert metrics["image_auroc"] is None or 0.0 <= metrics["image_auroc"] <= 1.0
+    assert metrics["threshold"] == 0.5
+    zero, liver = metrics["baselines"]["all-zero"], metrics["baselines"]["all-liver"]
+    assert zero["dice_global"] == 0.0 and zero["pixel_auroc"] == 0.5
+    assert 0.0 < liver["dice_global"] < 1.0
+    assert set(metrics["per_volume"]) == {"volume-0", "volume-1"}
+    report = (out / "report.md").read_text()
+    assert "all-liver" in report and "53.03" in report
+    for figure in ("fig2_examples.png", "fig3_phase2_history.png"):
+        assert (out / figure).stat().st_size > 1000
+        assert figure in report
+
+
+def test_segment_keeps_the_input_geometry(workspace, capsys):
+    out = workspace["root"] / "pred.nii.gz"
+    code, stdout, _ = run_cli(capsys, "segment", "--run", workspace["run"], "--image", workspace["volume"],
+                              "--liver", workspace["segmentation"], "--out", out)
+    assert code == 0 and "wrote" in stdout
+    source, pred = nib.load(workspace["volume"]), nib.load(out)
+    assert pred.shape == source.shape
+    np.testing.assert_allclose(pred.affine, source.affine, atol=1e-6)
+    values = np.asarray(pred.dataobj)
+    liver = np.asarray(nib.load(workspace["segmentation"]).dataobj) > 0
+    assert values.dtype == np.float32
+    assert values.min() >= 0.0 and values.max() <= 1.0
+    assert not values[~liver].any()
+    assert values[liver].any()  # the map is defined on the liver (softmax probabilities are never exactly 0)
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def test_ablation_tables_mean_and_std(workspace, capsys):
+    out = workspace["root"] / "ablation"
+    code, stdout, _ = run_cli(capsys, "ablation", "--train", workspace["train"], "--test", workspace["test"],
+                              "--out", out, "--rows", "draem", "full", "--seeds", "1", *TINY)
+    assert code == 0
+    summary = json.loads((out / "ablation.json").read_text())
+    assert list(summary["rows"]) == ["draem", "full"]
+    for row in summary["rows"].values():
+        assert 0.0 <= row["mean"]["dice_global"] <= 1.0 and row["std"]["dice_global"] == 0.0
+    table = (out / "ablation.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith(("| draem |", "| full |"))]
+    assert len(rows) == 2 and all(line.count("±") >= 3 for line in rows)  # slice AUROC may be n/a here
+    # a second run finds every cell done and only rewrites the tables
+    assert run_cli(capsys, "ablation", "--train", workspace["train"], "--test", workspace["test"], "--out", out,
+                   "--rows", "draem", "full", "--seeds", "1", *TINY)[0] == 0
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(workspace, capsys):
+    run = workspace["root"] / "interrupted"
+    common = ["train", "--data", workspace["train"], "--out", run, "--val", workspace["test"], *TINY]
+    code, stdout, _ = run_cli(capsys, *common, "--stop-after", "5")  # inside phase 2 (4 + 3 steps)
+    assert code == 0 and "--resume" in stdout
+    assert not (run / "segmenter.pt").exists()
+    code, _, _ = run_cli(capsys, *common, "--resume")
+    assert code == 0
+    resumed = torch.load(run / "segmenter.pt", weights_only=True)["state_dict"]
+    reference = torch.load(workspace["run"] / "segmenter.pt", weights_only=True)["state_dict"]
+    assert resumed.keys() == reference.keys()
+    for name in reference:
+        assert torch.equal(resumed[name], reference[name]), name
+    assert json.loads((run / "history.json").read_text()) == json.loads(
+        (workspace["run"] / "history.json").read_text())
+
+
+def test_train_refuses_to_overwrite_a_run(workspace, capsys):
+    code, _, err = run_cli(capsys, "train", "--data", workspace["train"], "--out", workspace["run"], *TINY)
+    assert code == 1 and str(workspace["run"]) in err and "--resume" in err
+
+
+def test_resume_rejects_changed_settings(workspace, capsys):
+    code, _, err = run_cli(capsys, "train", "--data", workspace["train"], "--out", workspace["run"], "--resume",
+                           *TINY, "--lr", "0.5")
+    assert code == 1 and "config.json" in err and "lr" in err
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["train-missing-data", "evaluate-empty-run", "evaluate-interrupted-run", "evaluate-missing-data",
+     "segment-missing-image", "segment-bad-suffix", "prepare-missing-root", "resume-without-run"],
+)
+def test_bad_inputs_give_one_line_errors(workspace, capsys, tmp_path, case):
+    missing = tmp_path / "does-not-exist"
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    interrupted = tmp_path / "interrupted-run"
+    interrupted.mkdir()
+    (interrupted / "checkpoint.pt").write_bytes(b"")
+    argv, named = {
+        "train-missing-data": (["train", "--data", missing, "--out", tmp_path / "r", *TINY], missing),
+        "evaluate-empty-run": (["evaluate", "--run", empty, "--data", workspace["test"], "--out", tmp_path], empty),
+        "evaluate-interrupted-run": (["evaluate", "--run", interrupted, "--data", workspace["test"], "--out",
+                                      tmp_path], interrupted),
+        "evaluate-missing-data": (["evaluate", "--run", workspace["run"], "--data", missing, "--out", tmp_path],
+                                  missing),
+        "segment-missing-image": (["segment", "--run", workspace["run"], "--image", missing / "ct.nii.gz", "--liver",
+                                   workspace["segmentation"], "--out", tmp_path / "p.nii.gz"], missing),
+        "segment-bad-suffix": (["segment", "--run", workspace["run"], "--image", workspace["volume"], "--liver",
+                                workspace["segmentation"], "--out", tmp_path / "p.png"], tmp_path / "p.png"),
+        "prepare-missing-root": (["prepare", "--layout", "lits", "--root", missing, "--out", tmp_path / "p",
+                                  "--no-progress"], missing),
+        "resume-without-run": (["train", "--data", workspace["train"], "--out", missing, "--resume", *TINY], missing),
+    }[case]
+    code, _, err = run_cli(capsys, *argv)
+    assert code != 0
+    assert str(named) in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
+    if case == "evaluate-interrupted-run":
+        assert "--resume" in err
+
+
+def test_module_entry_point_reports_errors_without_traceback(tmp_path):
+    missing = tmp_path / "nothing-here"
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.lits", "evaluate", "--run", str(missing), "--data", str(missing), "--out",
+         str(tmp_path / "r")], cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert str(missing) in result.stderr and "Traceback" not in result.stderr
