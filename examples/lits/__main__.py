@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CPU threads for torch (default: every core this process may use, %(default)s)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, text) in COMMANDS.items():
-        command = sub.add_parser(name, help=text, description=(module.__doc__ or text).strip().splitlines()[0])
+        summary = (module.__doc__ or text).strip().splitlines()[0].replace("``", "")
+        command = sub.add_parser(name, help=text, description=summary)
         module.add_arguments(command)
         command.set_defaults(handler=module.main)
     return parser

@@ -172,8 +172,10 @@ def _figures(out: Path, run, segmenter, test, maps: Tensor, has_tumor: Tensor, d
         restored = restored * test.foreground[rows]  # as the net sees it: the liver ROI
         ids = test.case_ids
         titles = [f"{ids[i]} z{int(test.slice_index[i])}\nDice {100 * ranking[i]:.0f}" for i in rows]
-        report.plot_examples(out / FIG_EXAMPLES, test.images[rows, 0].numpy(), restored[:, 0].numpy(),
-                             maps[rows, 0].numpy(), test.tumor[rows, 0].numpy(), titles, THRESHOLD)
+        box = report.liver_box(test.foreground[rows, 0].numpy())  # whole slices: zoom on the livers shown
+        panels = [a[:, box[0]:box[1], box[2]:box[3]] for a in (
+            test.images[rows, 0].numpy(), restored[:, 0].numpy(), maps[rows, 0].numpy(), test.tumor[rows, 0].numpy())]
+        report.plot_examples(out / FIG_EXAMPLES, *panels, titles, THRESHOLD)
         figures.append(FIG_EXAMPLES)
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent  # --run may name the segmenter.pt file
     history_file = run_dir / HISTORY_FILE

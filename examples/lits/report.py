@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PAPER_DICE", "write_markdown", "plot_examples", "plot_history", "pick_examples"]
+__all__ = ["PAPER_DICE", "write_markdown", "pick_examples", "liver_box", "plot_examples", "plot_history"]
 
 # Zhang, Deng & Li, SASHIMI 2023, Table 1: Dice (%) on LiTS after training on healthy BTCV livers.
 PAPER_DICE = 53.03
@@ -113,6 +113,20 @@ def pick_examples(slice_dice: np.ndarray, has_tumor: np.ndarray, rows: int = EXA
     ranked = candidates[np.argsort(-slice_dice[candidates], kind="stable")]
     positions = np.unique(np.linspace(0, len(ranked) - 1, min(rows, len(ranked))).round().astype(int))
     return ranked[positions].tolist()
+
+
+def liver_box(livers: np.ndarray, margin: float = 0.1) -> tuple[int, int, int, int]:
+    """Square ``(row0, row1, col0, col1)`` box around every liver of ``livers`` (R, H, W), grown by ``margin``
+    of its side and kept inside the slice; the whole slice when there is no liver."""
+    _, h, w = livers.shape
+    rows, cols = np.flatnonzero(livers.any(axis=(0, 2))), np.flatnonzero(livers.any(axis=(0, 1)))
+    if len(rows) == 0:
+        return 0, h, 0, w
+    side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    side = min(int(side * (1 + 2 * margin)) + 1, h, w)
+    r0 = int(np.clip((rows[0] + rows[-1] + 1 - side) // 2, 0, h - side))
+    c0 = int(np.clip((cols[0] + cols[-1] + 1 - side) // 2, 0, w - side))
+    return r0, r0 + side, c0, c0 + side
 
 
 def plot_examples(

@@ -19,8 +19,8 @@ import torch
 nib = pytest.importorskip("nibabel")
 pytest.importorskip("matplotlib")
 
-from examples.lits import phantom  # noqa: E402
-from examples.lits.__main__ import main  # noqa: E402
+from examples.lits import demo, phantom, train  # noqa: E402
+from examples.lits.__main__ import build_parser, main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--preset", "demo", "--size", "32", "--width", "4", "--steps-restoration", "4", "--steps-segmentation", "3",
@@ -154,7 +154,8 @@ def test_resume_rejects_changed_settings(workspace, capsys):
 
 @pytest.mark.parametrize(
     "case",
-    ["train-missing-data", "evaluate-empty-run", "evaluate-interrupted-run", "evaluate-missing-data",
+    ["train-missing-data", "evaluate-empty-run", "evaluate-interrupted-run", "evaluate-corrupt-weights",
+     "evaluate-missing-data",
      "segment-missing-image", "segment-bad-suffix", "prepare-missing-root", "resume-without-run"],
 )
 def test_bad_inputs_give_one_line_errors(workspace, capsys, tmp_path, case):
@@ -164,11 +165,16 @@ def test_bad_inputs_give_one_line_errors(workspace, capsys, tmp_path, case):
     interrupted = tmp_path / "interrupted-run"
     interrupted.mkdir()
     (interrupted / "checkpoint.pt").write_bytes(b"")
+    corrupt = tmp_path / "corrupt-run"
+    corrupt.mkdir()
+    (corrupt / "segmenter.pt").write_bytes(b"not a torch file")
     argv, named = {
         "train-missing-data": (["train", "--data", missing, "--out", tmp_path / "r", *TINY], missing),
         "evaluate-empty-run": (["evaluate", "--run", empty, "--data", workspace["test"], "--out", tmp_path], empty),
         "evaluate-interrupted-run": (["evaluate", "--run", interrupted, "--data", workspace["test"], "--out",
                                       tmp_path], interrupted),
+        "evaluate-corrupt-weights": (["evaluate", "--run", corrupt, "--data", workspace["test"], "--out", tmp_path],
+                                     corrupt),
         "evaluate-missing-data": (["evaluate", "--run", workspace["run"], "--data", missing, "--out", tmp_path],
                                   missing),
         "segment-missing-image": (["segment", "--run", workspace["run"], "--image", missing / "ct.nii.gz", "--liver",
@@ -195,3 +201,28 @@ def test_module_entry_point_reports_errors_without_traceback(tmp_path):
     )
     assert result.returncode == 1
     assert str(missing) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_epochs_flags_replace_a_preset_given_in_steps():
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--preset", "demo",
+                                      "--epochs-restoration", "3", "--width", "8", "--seg-width", "4"])
+    settings = train.settings_from_args(args)
+    assert settings.restoration_epochs == 3 and settings.restoration_steps is None
+    assert settings.segmentation_steps == train.PRESETS["demo"].segmentation_steps
+    assert (settings.restoration_width, settings.segmentation_width) == (8, 4)
+
+
+def test_demo_runs_end_to_end_at_a_tiny_scale(tmp_path, capsys, monkeypatch):
+    # The real demo takes minutes; the same code path with a tiny cohort and preset checks its plumbing.
+    tiny = train.TrainSettings(size=32, restoration_width=4, segmentation_width=4, segmentation_multipliers=(1, 2, 4),
+                               restoration_steps=3, segmentation_steps=2, batch_size=2, eval_every=1)
+    monkeypatch.setitem(train.PRESETS, "demo", tiny)
+    monkeypatch.setitem(demo.DEMO_COHORT, "shape", (48, 48, 8))
+    monkeypatch.setitem(demo.DEMO_COHORT, "n_healthy", 2)
+    monkeypatch.setitem(demo.DEMO_COHORT, "n_tumor", 2)
+    code, stdout, _ = run_cli(capsys, "demo", "--out", tmp_path / "demo", "--no-progress")
+    assert code == 0
+    assert "all-liver" in stdout and "report.md" in stdout and "segment --run" in stdout
+    assert (tmp_path / "demo" / "report" / "metrics.json").is_file()
+    # a second demo into the same folder replaces its run instead of refusing to overwrite it
+    assert run_cli(capsys, "demo", "--out", tmp_path / "demo", "--no-progress")[0] == 0
