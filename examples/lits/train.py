@@ -10,7 +10,8 @@ Presets (every field can be overridden on the command line):
 
 - ``paper``: the settings above with the released architectures (7.7 M + 28.4 M parameters); a GPU job.
 - ``cpu``: 128 x 128 slices (at most 150), a restoration U-Net of 8 base channels and a 4-level segmentation
-  net of 16, 1,200 + 400 steps at lr 1e-3 with a cosine decay per phase; about 10 minutes on 2 CPU cores.
+  net of 16, 1,200 + 400 steps at lr 1e-3 with a cosine decay per phase; 9-10 minutes on 2 CPU cores for 87 to
+  128 slices (``benchmarks/lits_cpu_preset.py``).
 - ``demo``: 64 x 64 slices, both nets at 16 base channels, 400 + 300 steps; the ``demo`` command's preset.
 
 NOTE: the CPU presets depart from the paper to fit the budget: slim nets, lr 1e-3 instead of 1e-4, lengths in
@@ -182,7 +183,8 @@ class RunFiles:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` did: ``completed`` is False when it stopped early (``stop_after``)."""
+    """What :func:`train` did: ``completed`` is False when it stopped early (``stop_after``); ``steps`` counts
+    the optimizer steps of both phases when it completed, those of this call when it stopped early."""
 
     run: RunFiles
     completed: bool
@@ -340,8 +342,9 @@ def train(
     if bool(prepared.tumor.any()):
         result.warnings.append(f"{data}: the training slices hold tumor labels; the method expects healthy livers "
                                "(prepare --layout btcv)")
+    train_set = prepared.train_dataset()
     try:
-        history = trainer.fit(prepared.train_dataset(), None if val_set is None else val_set.eval_dataset(),
+        history = trainer.fit(train_set, None if val_set is None else val_set.eval_dataset(),
                               resume=run.checkpoint if resume else None)
     except _Stop:
         result.steps, result.seconds = stop_after, time.perf_counter() - start
@@ -350,7 +353,9 @@ def train(
     meta = {"format": SEGMENTER_FORMAT, "architecture": arch, "size": size, "preset": preset,
             "prepare_config": prepared.manifest.get("config"), "trainer": config.to_dict()}
     save_segmenter(trainer.export(), run.segmenter, config=meta)
+    steps_per_epoch = len(train_set) // settings.batch_size
     result.completed, result.history = True, history
+    result.steps = sum(phase.total_steps(steps_per_epoch) for phase in trainer.phases)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -435,8 +440,8 @@ OVERRIDES = {
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """``--preset`` and the per-field overrides (shared by ``train`` and ``ablation``)."""
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
-                        help="paper: 256 px, released nets, 200 + 1 epochs (GPU); cpu: ~20 min on 2 cores; "
-                             "demo: a few minutes (default: cpu)")
+                        help="paper: 256 px, released nets, 200 + 1 epochs (GPU); cpu: 128 px, slim nets, "
+                             "~10 min on 2 cores; demo: 64 px, ~4 min (default: cpu)")
     g = parser.add_argument_group("overrides of the preset")
     g.add_argument("--epochs-restoration", type=int, metavar="N", help="phase-1 epochs")
     g.add_argument("--epochs-segmentation", type=int, metavar="N", help="phase-2 epochs")
@@ -504,7 +509,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"stopped after {result.steps} steps ({result.seconds:.0f} s); continue with: "
               f"python -m examples.lits train --data {args.data} --out {args.out} --resume")
         return 0
-    print(f"trained on {result.train_slices} slices in {result.seconds:.0f} s; weights: {result.run.segmenter}")
+    print(f"trained on {result.train_slices} slices, {result.steps} steps in {result.seconds:.0f} s; "
+          f"weights: {result.run.segmenter}")
     if result.history:
         last = result.history[-1]
         print(f"phase-2 validation at its last step: Dice {_pct(last.get('dice'))}, "

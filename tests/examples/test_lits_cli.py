@@ -226,3 +226,28 @@ def test_demo_runs_end_to_end_at_a_tiny_scale(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "demo" / "report" / "metrics.json").is_file()
     # a second demo into the same folder replaces its run instead of refusing to overwrite it
     assert run_cli(capsys, "demo", "--out", tmp_path / "demo", "--no-progress")[0] == 0
+
+
+def test_real_scan_trains_and_segments_in_its_own_geometry(chaos_dir, tmp_path, capsys):
+    # The CHAOS scan (healthy, stored in its own orientation) through the commands a user runs on real data:
+    # prepare (default window, equalization, whole slices), a short train, segment back onto the scan's grid.
+    prepared, run, out = tmp_path / "prepared", tmp_path / "run", tmp_path / "tumor.nii.gz"
+    assert cli("prepare", "--layout", "pair", "--image", chaos_dir / "ct.nii.gz", "--mask",
+               chaos_dir / "liver.nii.gz", "--out", prepared, "--size", "64", "--no-progress") == 0
+    code, stdout, _ = run_cli(capsys, "train", "--data", prepared, "--out", run, *TINY)
+    assert code == 0 and ", 7 steps in" in stdout  # 4 restoration + 3 segmentation steps
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["slices"] >= 69  # 71 liver slices, a couple below the minimum liver area
+    losses = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert losses and all(np.isfinite(v) for row in losses for k, v in row.items() if "loss" in k)
+
+    code, stdout, _ = run_cli(capsys, "segment", "--run", run, "--image", chaos_dir / "ct.nii.gz", "--liver",
+                              chaos_dir / "liver.nii.gz", "--out", out)
+    assert code == 0 and str(out) in stdout
+    source, written = nib.load(chaos_dir / "ct.nii.gz"), nib.load(out)
+    assert written.shape == source.shape and np.allclose(written.affine, source.affine)
+    probability = np.asarray(written.dataobj)
+    liver = np.asarray(nib.load(chaos_dir / "liver.nii.gz").dataobj) > 0
+    assert np.isfinite(probability).all() and probability.min() >= 0 and probability.max() <= 1
+    assert not probability[~liver].any()  # 0 outside the liver
+    assert probability[liver].std() > 0  # an actual map, not a constant
