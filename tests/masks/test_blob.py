@@ -137,3 +137,21 @@ def test_bad_inputs_raise(device):
         gen(torch.zeros(2, 1, 8, 8, device=device), foreground=np.ones((2, 1, 8, 8)))
     with pytest.raises(ValueError, match=re.escape("(2, 1, 4, 8)")):
         gen(torch.zeros(2, 1, 8, 8, device=device), foreground=torch.ones(2, 1, 4, 8, device=device))
+
+
+@fixture_ok
+@given(seed=seeds, irregularity=st.sampled_from([0.0, 0.15, 0.6]), shape=st.sampled_from([(40, 72), (96, 96)]),
+       shift=st.floats(-30, 30))
+def test_windowed_rendering_equals_the_whole_grid(device, seed, irregularity, shape, shift):
+    # Rendering evaluates each blob on a window around its centre; it must give exactly the whole-grid masks,
+    # also for blobs cut by the border and replayed centres off the pixel grid or off the frame.
+    from pseudoanomaly.masks.blob import _render
+
+    gen = BlobMask(count=(1, 4), radius=(0.05, 0.2), irregularity=irregularity)
+    h, w = shape
+    _masks(gen, 6, h, w, device, seed)
+    params = {name: p.flatten(0, 1) for name, p in gen._params.items() if name != "accepted"}
+    params["center"] = params["center"] + shift * torch.tensor([1.0, -0.7], device=device)
+    windowed, whole = _render(params, h, w, windowed=True), _render(params, h, w, windowed=False)
+    assert whole.any()
+    assert torch.equal(windowed, whole)
