@@ -121,7 +121,8 @@ def run_ablation(
         for seed in range(settings.seed, settings.seed + seeds):
             cell_file = cells_dir / f"{name}-seed{seed}.json"
             cell = json.loads(cell_file.read_text()) if cell_file.is_file() else None
-            if cell is None or cell.get("key") != key:
+            reused = cell is not None and cell.get("key") == key
+            if not reused:
                 start = time.perf_counter()
                 trainer, arch = _row_trainer(name, settings, seed, steps_per_epoch, progress)
                 trainer.fit(train_set.train_dataset())
@@ -134,7 +135,8 @@ def run_ablation(
                         "trainer": trainer.config.to_dict(), "seconds": time.perf_counter() - start, **scores}
                 write_json(cell_file, cell)
             results.setdefault(name, []).append(cell)
-            log(f"{name:28} seed {seed}: Dice {100 * cell['dice_global']:.2f} ({cell['seconds']:.0f} s)")
+            when = f"done earlier, {cell_file}" if reused else f"{cell['seconds']:.0f} s"
+            log(f"{name:28} seed {seed}: Dice {100 * cell['dice_global']:.2f} ({when})")
 
     summary = {
         "settings": settings.to_dict(),
@@ -153,9 +155,10 @@ def run_ablation(
     return summary
 
 
-def _std(values: list[float]) -> float:
-    # Sample standard deviation over seeds; a single seed has no spread to report.
-    return statistics.stdev(values) if len(values) > 1 else 0.0
+def _std(values: list[float]) -> float | None:
+    # Sample standard deviation over seeds; a single seed has no spread to report (None, not a 0 that would read
+    # as "no variation").
+    return statistics.stdev(values) if len(values) > 1 else None
 
 
 def _aggregate(cells: list[dict[str, Any]], fn) -> dict[str, float | None]:
@@ -175,7 +178,8 @@ def markdown(summary: dict[str, Any]) -> str:
         "# Ablation: the rows of Table 2 (Zhang, Deng & Li, SASHIMI 2023)",
         "",
         f"{n} seed(s) ({', '.join(map(str, summary['seeds']))}), {summary['size']} x {summary['size']} slices, "
-        f"threshold {summary['threshold']}; mean ± standard deviation over seeds, in %.",
+        f"threshold {summary['threshold']}; "
+        + ("mean ± standard deviation over seeds, in %." if n > 1 else "in % (one seed: no spread to report)."),
         "",
         header,
         "|---|" + "---|" * len(METRICS),
@@ -184,7 +188,10 @@ def markdown(summary: dict[str, Any]) -> str:
         cells = []
         for metric in METRICS:
             mean, std = row["mean"][metric], row["std"][metric]
-            cells.append("n/a" if mean is None else f"{100 * mean:.2f} ± {100 * std:.2f}")
+            if mean is None:
+                cells.append("n/a")
+            else:
+                cells.append(f"{100 * mean:.2f}" + ("" if std is None else f" ± {100 * std:.2f}"))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Rows: `draem` = DRAEM (joint training, autoencoder, Perlin + texture synthesis); `+two_phase` = "
               "the paper's two-phase training; `+synthesis` = the paper's blob synthesis; `unet` = its "

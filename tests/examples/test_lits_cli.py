@@ -19,7 +19,7 @@ import torch
 nib = pytest.importorskip("nibabel")
 pytest.importorskip("matplotlib")
 
-from examples.lits import demo, phantom, train  # noqa: E402
+from examples.lits import ablation, demo, phantom, train  # noqa: E402
 from examples.lits.__main__ import build_parser, main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,19 +109,33 @@ def test_segment_keeps_the_input_geometry(workspace, capsys):
 
 def test_ablation_tables_mean_and_std(workspace, capsys):
     out = workspace["root"] / "ablation"
-    code, stdout, _ = run_cli(capsys, "ablation", "--train", workspace["train"], "--test", workspace["test"],
-                              "--out", out, "--rows", "draem", "full", "--seeds", "1", *TINY)
+    args = ["ablation", "--train", workspace["train"], "--test", workspace["test"], "--out", out, "--rows", "draem",
+            "full", "--seeds", "2", *TINY]
+    code, stdout, _ = run_cli(capsys, *args)
     assert code == 0
     summary = json.loads((out / "ablation.json").read_text())
-    assert list(summary["rows"]) == ["draem", "full"]
+    assert list(summary["rows"]) == ["draem", "full"] and summary["seeds"] == [0, 1]
     for row in summary["rows"].values():
-        assert 0.0 <= row["mean"]["dice_global"] <= 1.0 and row["std"]["dice_global"] == 0.0
+        dice = [cell["dice_global"] for cell in row["cells"]]
+        assert len(dice) == 2 and row["mean"]["dice_global"] == pytest.approx(sum(dice) / 2)
+        assert row["std"]["dice_global"] == pytest.approx(abs(dice[0] - dice[1]) / 2**0.5)  # sample std of two
+        assert row["std"]["pixel_auroc"] > 0  # the seeds train different nets
     table = (out / "ablation.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith(("| draem |", "| full |"))]
     assert len(rows) == 2 and all(line.count("±") >= 3 for line in rows)  # slice AUROC may be n/a here
     # a second run finds every cell done and only rewrites the tables
-    assert run_cli(capsys, "ablation", "--train", workspace["train"], "--test", workspace["test"], "--out", out,
-                   "--rows", "draem", "full", "--seeds", "1", *TINY)[0] == 0
+    cells = sorted(p.name for p in (out / "cells").iterdir())
+    code, again, _ = run_cli(capsys, *args)
+    assert code == 0 and "done earlier" not in stdout and again.count("done earlier") == 4
+    assert sorted(p.name for p in (out / "cells").iterdir()) == cells
+
+
+def test_ablation_with_one_seed_reports_no_spread():
+    summary = {"seeds": [0], "size": 64, "threshold": 0.5, "rows": {"full": {
+        "mean": {"dice_global": 0.5, "dice_per_volume": 0.4, "pixel_auroc": 0.9, "image_auroc": None},
+        "std": {"dice_global": None, "dice_per_volume": None, "pixel_auroc": None, "image_auroc": None}}}}
+    table = ablation.markdown(summary)
+    assert "| full | 50.00 | 40.00 | 90.00 | n/a |" in table and "±" not in table.split("Rows:")[0]
 
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(workspace, capsys):
