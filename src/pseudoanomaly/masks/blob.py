@@ -100,10 +100,8 @@ def _within_outline(u: Tensor, v: Tensor, rho2: Tensor, outline: Tensor) -> Tens
 
 def _window_half(axes: Tensor, outline: Tensor, valid: Tensor) -> int:
     """Half-side (pixels) of a square window around its centre that holds every valid blob of the call."""
-    if not bool(valid.any()):
-        return 0
     reach = 1 + outline.abs().sum(dim=(-2, -1))  # (n, slots): bound on r(theta)
-    extent = (axes.amax(dim=-1) * reach)[valid].max()
+    extent = (axes.amax(dim=-1) * reach).masked_fill(~valid, 0).max()  # one device sync, read just below
     # +1: a pixel centre beyond the window is > 1/2 pixel past the blob's reach even from a non-integer centre
     return int(math.ceil(float(extent))) + 1
 
