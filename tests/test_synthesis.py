@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pseudoanomaly import PseudoAnomaly, presets
+from pseudoanomaly import OneOf, PseudoAnomaly, presets
 from pseudoanomaly.masks import BlurredNoiseMask
 from pseudoanomaly.overlays import IntensityShift
 
@@ -129,3 +129,81 @@ def test_every_public_transform_constructs_with_no_arguments():
         assert cls()(images, full).shape == images.shape
     assert PseudoAnomaly()(images)[0].shape == images.shape
     assert RandomPseudoAnomaly()(images).shape == images.shape
+
+
+# ------------------------------------------------------------------------------------------------ OneOf
+
+
+def two_families() -> OneOf:
+    from pseudoanomaly.masks import BlobMask
+
+    return OneOf([small_synth(), PseudoAnomaly(BlobMask(rejection=True), IntensityShift(direction="darken"))])
+
+
+@given(seed=st.integers(0, 2**31 - 1))
+def test_one_of_anomalies_stay_in_the_foreground_and_pixels_outside_them_are_untouched(seed):
+    g = torch.Generator().manual_seed(seed)
+    images = 0.25 + 0.5 * torch.rand(6, 1, 48, 48, generator=g)
+    foreground = torch.zeros(6, 1, 48, 48, dtype=torch.bool)
+    foreground[..., 8:40, 10:44] = True
+    synth = two_families()
+    augmented, masks = synth(images, foreground, generator=torch.Generator().manual_seed(seed))
+    assert masks.shape == (6, 1, 48, 48) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    assert not bool(masks[~foreground].any())
+    outside = (masks == 0).expand_as(images)
+    assert torch.equal(augmented[outside], images[outside])
+    assert bool(masks.flatten(1).any(1).all())  # both options reject empty masks: every sample anomalous
+
+
+def test_one_of_is_seeded_and_replays_bit_identically():
+    images = torch.rand(8, 1, 32, 32)
+    synth = two_families()
+    a, m = synth(images, generator=torch.Generator().manual_seed(3))
+    b, n = synth(images, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and torch.equal(m, n)
+    c, o = synth(images, params=synth._params)
+    assert torch.equal(a, c) and torch.equal(m, o)
+    d, _ = synth(images, generator=torch.Generator().manual_seed(4))
+    assert not torch.equal(a, d)
+
+
+def test_one_of_uses_each_option_on_the_samples_that_chose_it():
+    images = torch.rand(16, 1, 32, 32)
+    synth = two_families()
+    augmented, _ = synth(images, generator=torch.Generator().manual_seed(0))
+    choice = synth._params["choice"]
+    assert set(choice.tolist()) == {0, 1}  # 16 draws at equal weights: both options occur for this seed
+    darkened = (augmented <= images).flatten(1).all(1)
+    assert bool(darkened[choice == 1].all())  # option 1 only darkens
+
+
+def test_one_of_with_a_zero_weight_is_the_other_option_alone():
+    images = torch.rand(4, 1, 32, 32)
+    only_first = OneOf([small_synth(), small_synth(p=0.0)], weights=[1.0, 0.0])
+    out, masks = only_first(images, generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    torch.rand(4, generator=g)  # the choice draw
+    expected, expected_masks = small_synth()(images, generator=g)
+    assert torch.equal(out, expected) and torch.equal(masks, expected_masks)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"syntheses": [PseudoAnomaly()]}, "at least 2"),
+        ({"syntheses": [PseudoAnomaly(), 3]}, r"syntheses\[1\]"),
+        ({"syntheses": [PseudoAnomaly(), PseudoAnomaly()], "weights": [1.0]}, "one value per synthesis"),
+        ({"syntheses": [PseudoAnomaly(), PseudoAnomaly()], "weights": [1.0, -1.0]}, r"\[1.0, -1.0\]"),
+        ({"syntheses": [PseudoAnomaly(), PseudoAnomaly()], "weights": [0.0, 0.0]}, "positive sum"),
+    ],
+)
+def test_one_of_refuses_bad_arguments(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        OneOf(**kwargs)
+
+
+def test_one_of_replay_on_another_batch_size_is_refused():
+    synth = two_families()
+    synth(torch.rand(4, 1, 32, 32), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="replay"):
+        synth(torch.rand(3, 1, 32, 32), params=synth._params)

@@ -17,11 +17,12 @@ the same seed on the same device gives bit-identical output.
 from __future__ import annotations
 
 from . import losses, masks, metrics, models, overlays, presets, training
-from .synthesis import PseudoAnomaly
+from .synthesis import OneOf, PseudoAnomaly
 
 __version__ = "0.1.0"
 __all__ = [
     "PseudoAnomaly",
+    "OneOf",
     "masks",
     "overlays",
     "presets",

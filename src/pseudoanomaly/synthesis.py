@@ -10,7 +10,7 @@ from ._random import bernoulli, check_generator
 from .masks import BlurredNoiseMask, MaskGenerator
 from .overlays import IntensityShift, Overlay
 
-__all__ = ["PseudoAnomaly"]
+__all__ = ["PseudoAnomaly", "OneOf"]
 
 Params = dict[str, object]
 
@@ -120,3 +120,118 @@ class PseudoAnomaly(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}" + (", same_on_batch=True" if self.same_on_batch else "")
+
+
+class OneOf(nn.Module):
+    """Apply one synthesis per sample, chosen at random from several (a mixture of anomaly families).
+
+    Zhang, Deng & Li (SASHIMI 2023) name diversity of the synthetic anomalies as their first principle: a
+    network that only ever sees one family learns that family's tell-tale signs rather than "anything that
+    is not normal liver". ``OneOf`` draws, for every sample, which of ``syntheses`` makes it anomalous (with
+    probabilities ``weights``), and runs each synthesis once on the samples that chose it, so the cost is that
+    of one synthesis per sample whatever the number of options.
+
+    Args:
+        syntheses: two or more callables with the :class:`PseudoAnomaly` signature
+            ``synth(images, foreground, generator=None, params=None) -> (augmented, masks)``.
+        weights: relative probabilities of the options (default: equal); they need not sum to 1.
+
+    Returns:
+        Calling it returns ``(augmented, masks)`` like :class:`PseudoAnomaly`; ``synth._params`` holds the
+        per-sample choice and each option's parameters, for replay with ``params=``.
+
+    Shape:
+        - images: :math:`(B, C, H, W)`
+        - foreground: :math:`(B, 1, H, W)`
+        - output: ``(augmented, masks)`` of shapes :math:`(B, C, H, W)` and :math:`(B, 1, H, W)`
+
+    Example:
+        >>> from pseudoanomaly.masks import BlobMask
+        >>> from pseudoanomaly.overlays import IntensityShift
+        >>> synth = OneOf([PseudoAnomaly(), PseudoAnomaly(BlobMask(), IntensityShift(direction="darken"))])
+        >>> images = torch.rand(4, 1, 64, 64)
+        >>> augmented, masks = synth(images, generator=torch.Generator().manual_seed(0))
+        >>> augmented.shape, masks.shape
+        (torch.Size([4, 1, 64, 64]), torch.Size([4, 1, 64, 64]))
+        >>> again, _ = synth(images, params=synth._params)  # replay
+        >>> torch.equal(again, augmented)
+        True
+    """
+
+    def __init__(self, syntheses, weights=None) -> None:
+        super().__init__()
+        syntheses = list(syntheses)
+        if len(syntheses) < 2:
+            raise ValueError(f"syntheses must hold at least 2 options, got {len(syntheses)}")
+        for i, s in enumerate(syntheses):
+            if not callable(s):
+                raise TypeError(f"syntheses[{i}] must be callable like a PseudoAnomaly, got {type(s).__name__}")
+        if weights is None:
+            weights = [1.0] * len(syntheses)
+        weights = [float(w) for w in weights]
+        if len(weights) != len(syntheses):
+            raise ValueError(f"weights must have one value per synthesis ({len(syntheses)}), got {len(weights)}")
+        if any(not w >= 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(f"weights must be >= 0 with a positive sum, got {weights}")
+        self.syntheses = nn.ModuleList(s if isinstance(s, nn.Module) else _Wrapped(s) for s in syntheses)
+        self.weights = tuple(w / sum(weights) for w in weights)
+        self._params: Params | None = None
+
+    def forward(
+        self,
+        images: Tensor,
+        foreground: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        params: Params | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Make every sample anomalous with one of the syntheses (see the class).
+
+        Args:
+            images: normal images.
+            foreground: where anomalies may go; ``None`` means anywhere.
+            generator: random source on ``images.device``; the same seed gives bit-identical output.
+            params: ``synth._params`` of an earlier call, to replay it exactly.
+
+        Returns:
+            ``(augmented, masks)``.
+        """
+        check_images(images)
+        fg = check_foreground(foreground, images)
+        check_generator(generator, images.device)
+        b = images.shape[0]
+        if params is None:
+            # inverse-CDF draw of the option of every sample, one uniform each
+            u = torch.rand((b,), generator=generator, device=images.device)
+            edges = torch.tensor(self.weights, device=images.device).cumsum(0)[:-1]
+            choice = torch.bucketize(u, edges, right=True)
+            option_params: list = [None] * len(self.syntheses)
+        else:
+            choice = params["choice"].to(images.device)  # type: ignore[union-attr]
+            option_params = list(params["options"])  # type: ignore[arg-type]
+            if choice.shape != (b,):
+                raise ValueError(f"params replay a batch of {tuple(choice.shape)[0]} samples, got {b}")
+        augmented = images.clone()
+        masks = torch.zeros_like(images[:, :1])
+        for k, synth in enumerate(self.syntheses):
+            rows = (choice == k).nonzero().flatten()
+            if len(rows) == 0:
+                continue
+            sub_fg = None if fg is None else fg[rows]
+            out, sub_masks = synth(images[rows], sub_fg, generator=generator, params=option_params[k])
+            augmented[rows], masks[rows] = out, sub_masks.to(masks.dtype)
+            option_params[k] = getattr(synth, "_params", None)
+        self._params = {"choice": choice, "options": option_params}
+        return augmented, masks
+
+    def extra_repr(self) -> str:
+        return "weights=(" + ", ".join(f"{w:.3g}" for w in self.weights) + ")"
+
+
+class _Wrapped(nn.Module):
+    # a plain callable as a submodule, so OneOf's options move with .to() when they are modules
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, images, foreground=None, generator=None, params=None):
+        return self.fn(images, foreground, generator=generator, params=params)
