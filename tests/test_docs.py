@@ -31,6 +31,7 @@ API_PAGES = [
     "losses",
     "metrics",
     "training",
+    "lesions",
 ]
 PAGES = ["index", "quickstart", "concepts", "gallery", "lits", "benchmarks", "changelog"]
 # docs/gallery.py writes small PNGs on purpose (a fixed palette); the repository should stay light.

@@ -25,6 +25,7 @@ PUBLIC_MODULES = [
     "pseudoanomaly.losses",
     "pseudoanomaly.metrics",
     "pseudoanomaly.training",
+    "pseudoanomaly.lesions",
 ]
 
 

@@ -6,6 +6,7 @@
     evaluate   Dice / AUROC on prepared tumor slices, report.md and figures
     segment    tumor probability map of one CT scan, in its own voxel grid
     ablation   the paper's Table 2 rows over several seeds
+    lesions    healthy CT -> a LiTS-layout set with realistic synthetic lesions: a label-free validation instrument
 
 Errors a user can fix (a missing file, a folder without a run, a bad setting) are printed as one line naming the
 path or value, with exit status 1; ``--traceback`` shows the full trace instead.
@@ -26,7 +27,7 @@ import torch  # noqa: E402
 
 from pseudoanomaly.training import NonFiniteLossError  # noqa: E402
 
-from . import ablation, demo, evaluate, prepare, segment, train  # noqa: E402
+from . import ablation, demo, evaluate, lesions, prepare, segment, train  # noqa: E402
 
 # name -> (module with add_arguments/main, one-line help)
 COMMANDS = {
@@ -36,6 +37,7 @@ COMMANDS = {
     "evaluate": (evaluate, "score a run on prepared tumor slices and write the report"),
     "segment": (segment, "tumor probability map of one CT scan"),
     "ablation": (ablation, "the paper's Table 2 rows over several seeds"),
+    "lesions": (lesions, "insert synthetic liver lesions into healthy CT: a labelled LiTS-layout validation set"),
 }
 # What a user can fix from the message alone; anything else is a bug and keeps its traceback.
 USER_ERRORS = (OSError, ValueError, KeyError, NonFiniteLossError)
