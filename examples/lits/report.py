@@ -76,9 +76,12 @@ def write_markdown(path: Path, metrics: dict[str, Any], figures: Sequence[str] =
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Baselines: *all-zero* predicts no tumor anywhere, *all-liver* predicts tumor on the whole liver; their "
-        "AUROCs are 50 (a constant score). A volume without tumor counts as Dice 100 when nothing is predicted "
-        "in it, so the all-zero baseline's per-volume mean is above 0 when some test volumes are tumor-free.",
+        "Baselines need no training and no labels: *all-zero* predicts no tumor anywhere, *all-liver* predicts "
+        "tumor on the whole liver (their AUROCs are 50: a constant score), *darkest-q%* flags the darkest q% of "
+        "each slice's liver pixels (q fixed in advance; its score ranks each slice's pixels from bright to dark, "
+        "so its slice AUROC is 50). A model that does not beat them has learned nothing a reader gets for free. "
+        "A volume without tumor counts as Dice 100 when nothing is predicted in it, so the all-zero baseline's "
+        "per-volume mean is above 0 when some test volumes are tumor-free.",
         "",
         f"For reference, the paper reports a global Dice of {PAPER_DICE} on LiTS (Zhang, Deng & Li, SASHIMI "
         "2023, Table 1), with its full-size networks trained for 200 + 1 epochs on BTCV.",
