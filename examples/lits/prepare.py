@@ -24,6 +24,7 @@ image: a :class:`PrepareError` naming the file, or with ``skip_bad`` a listed sk
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -43,6 +44,7 @@ from tqdm import tqdm
 
 from .preprocess import (
     CROP_MODES,
+    PREPARE_PRESETS,
     PreparedVolume,
     PrepareConfig,
     SliceGeometry,
@@ -55,7 +57,7 @@ from .preprocess import (
 )
 
 __all__ = [
-    "PrepareError", "PrepareConfig", "PrepareSummary", "CaseFiles", "PreparedVolume", "SliceGeometry",
+    "PrepareError", "PrepareConfig", "PREPARE_PRESETS", "PrepareSummary", "CaseFiles", "PreparedVolume", "SliceGeometry",
     "prepare", "find_cases", "load_nifti", "read_manifest", "preprocess_volume", "restore_volume",
     "equalize_masked", "save_prepared_volume", "load_prepared_volume", "add_arguments", "main",
 ]
@@ -454,19 +456,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask", type=Path, help="its liver mask (pair layout)")
     parser.add_argument("--liver-label", type=int, nargs="+", help="liver label value(s) (default: btcv 6, lits 1)")
     parser.add_argument("--tumor-label", type=int, nargs="*", help="tumor label value(s) (default: btcv none, lits 2)")
-    parser.add_argument("--hu-window", type=float, nargs=2, default=d.hu_window, metavar=("LOW", "HIGH"))
-    parser.add_argument("--size", type=int, default=d.size, help="output slice side")
+    parser.add_argument("--preset", choices=sorted(PREPARE_PRESETS), default="cpu",
+                        help="settings matching train's preset of the same name: cpu (the default, as train's): "
+                             "128 px, liver-box crop, liver-centred 200 HU window, area resize; paper: 256 px whole "
+                             "slices, HU window [-200, 250], histogram equalization (default: %(default)s)")
+    parser.add_argument("--hu-window", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help=f"HU mapped to [0, 1] (paper preset; default {list(d.hu_window)})")
+    parser.add_argument("--liver-window", type=float, metavar="HU",
+                        help="window this many HU around the volume's median liver HU instead (cpu preset: "
+                             f"{PREPARE_PRESETS['cpu'].liver_window:g})")
+    parser.add_argument("--size", type=int, help="output slice side (cpu preset 128, paper 256)")
     parser.add_argument("--min-liver-pixels", type=int, default=d.min_liver_pixels,
                         help="keep slices with at least this many liver pixels (source resolution)")
     parser.add_argument("--min-liver-fraction", type=float, default=d.min_liver_fraction,
                         help="... and at least this fraction of the slice")
-    parser.add_argument("--crop", choices=CROP_MODES, default=d.crop, help="square crop around the liver")
+    parser.add_argument("--crop", choices=CROP_MODES,
+                        help="square crop around the liver (cpu preset: volume, paper: none)")
+    parser.add_argument("--resize", choices=("linear", "area"), help="downsampling (cpu preset: area, paper: linear)")
     parser.add_argument("--crop-margin", type=int, default=d.crop_margin, help="crop margin in source pixels")
-    parser.add_argument("--no-equalize", action="store_true", help="skip the liver histogram equalization")
+    parser.add_argument("--no-equalize", action="store_true", help="skip the liver histogram equalization (paper)")
     parser.add_argument("--workers", type=int, default=1, help="processes, one volume each")
     parser.add_argument("--skip-bad", action="store_true", help="list bad volumes and go on instead of stopping")
     parser.add_argument("--affine-tol", type=float, default=1e-3, help="image/label affine tolerance")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> PrepareConfig:
+    """The :class:`PrepareConfig` of ``--preset`` with the flags given on the command line."""
+    changes: dict = {"min_liver_pixels": args.min_liver_pixels, "min_liver_fraction": args.min_liver_fraction,
+                     "crop_margin": args.crop_margin}
+    for name in ("size", "crop", "resize"):
+        if getattr(args, name, None) is not None:
+            changes[name] = getattr(args, name)
+    if args.hu_window is not None:
+        changes["hu_window"] = tuple(args.hu_window)
+    if args.liver_window is not None:
+        changes.update(liver_window=args.liver_window, equalize=False)
+    if args.no_equalize:
+        changes["equalize"] = False
+    elif args.hu_window is not None and args.liver_window is None:
+        # an explicit HU window means the paper's pipeline: window, then equalize
+        changes.update(liver_window=None, equalize=True)
+    return dataclasses.replace(PREPARE_PRESETS[args.preset], **changes)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -484,9 +515,7 @@ def main(args: argparse.Namespace) -> int:
     if args.layout != "pair" and args.root is None:
         print(f"prepare: error: --layout {args.layout} needs --root", file=sys.stderr)
         return 1
-    config = PrepareConfig(hu_window=tuple(args.hu_window), size=args.size, min_liver_pixels=args.min_liver_pixels,
-                           min_liver_fraction=args.min_liver_fraction, crop=args.crop,
-                           crop_margin=args.crop_margin, equalize=not args.no_equalize)
+    config = config_from_args(args)
     try:
         summary = prepare(args.layout, args.root, args.out, config, liver_labels=args.liver_label,
                           tumor_labels=args.tumor_label, image=args.image, mask=args.mask, workers=args.workers,

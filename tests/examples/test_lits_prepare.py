@@ -407,3 +407,77 @@ def test_chaos_scan(chaos_dir, tmp_path):
 
     restored = restore_volume(v.liver.astype(np.float32), v.geometry, liver.shape, ct_img.affine) > 0.5
     assert restored.shape == liver.shape and _dice(restored, liver) > 0.98
+
+
+# ------------------------------------------------------------------------------- liver window and presets
+
+
+def _uniform_liver_case(liver_hu: float, noise: float = 0.0, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    hu = np.full((96, 96, 6), -100.0) + noise * rng.standard_normal((96, 96, 6))
+    liver = np.zeros(hu.shape, bool)
+    liver[20:76, 16:80, :] = True
+    hu[liver] += liver_hu + 100.0
+    return hu, liver, np.diag([0.8, 0.8, 2.5, 1.0])
+
+
+@given(liver_hu=st.floats(-50, 250))
+@settings(max_examples=15)
+def test_the_liver_window_centres_the_livers_median_whatever_its_enhancement(liver_hu):
+    hu, liver, affine = _uniform_liver_case(liver_hu)
+    v = preprocess_volume(hu, liver, affine, PrepareConfig(size=48, equalize=False, liver_window=200.0))
+    inside = v.images[v.liver]
+    assert np.all(np.abs(inside - 0.5) <= 1 / 255)  # the median HU maps to mid-grey, whatever it is
+    assert np.all(v.images[~v.liver] == 0)
+
+
+def test_the_liver_window_maps_contrast_in_hu_and_ignores_the_fixed_window():
+    hu, liver, affine = _uniform_liver_case(120.0)
+    hu[40:50, 40:50, :] = 60.0  # a lesion 60 HU below the parenchyma
+    v = preprocess_volume(hu, liver, affine, PrepareConfig(size=96, equalize=False, liver_window=200.0,
+                                                          hu_window=(-1000.0, 1000.0)))
+    # whole slices at their own size: no resampling, so the 10 x 10 lesion keeps its 100 pixels per slice
+    lesion = np.abs(v.images - (0.5 - 60 / 200)) <= 1 / 255
+    assert lesion.sum(axis=(1, 2)).tolist() == [100] * len(v.images)
+
+
+def test_area_resizing_averages_the_noise_that_linear_resizing_aliases():
+    hu, liver, affine = _uniform_liver_case(120.0, noise=20.0)
+    common = dict(size=24, equalize=False, liver_window=200.0, crop="volume", crop_margin=0)
+    linear = preprocess_volume(hu, liver, affine, PrepareConfig(**common, resize="linear"))
+    area = preprocess_volume(hu, liver, affine, PrepareConfig(**common, resize="area"))
+    inner = (slice(None), slice(3, -3), slice(3, -3))  # away from the liver's rim
+    assert area.images[inner].std() < 0.6 * linear.images[inner].std()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"liver_window": 200.0}, "equalize=False"),
+        ({"liver_window": -5.0, "equalize": False}, "-5.0"),
+        ({"resize": "cubic"}, "'cubic'"),
+    ],
+)
+def test_bad_intensity_settings_are_refused_by_name(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PrepareConfig(**kwargs)
+
+
+def _prepare_args(*flags):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(["--layout", "pair", "--out", "x", *flags])
+
+
+def test_the_cli_defaults_to_the_cpu_preset_that_train_defaults_to():
+    from examples.lits.prepare import PREPARE_PRESETS, config_from_args
+    from examples.lits.train import PRESETS
+
+    config = config_from_args(_prepare_args())
+    assert config == PREPARE_PRESETS["cpu"] and config.size == PRESETS["cpu"].size
+    assert config_from_args(_prepare_args("--preset", "paper")) == PrepareConfig()
+    # a fixed HU window asked for on the command line means the paper's window-then-equalize pipeline
+    fixed = config_from_args(_prepare_args("--hu-window", "-100", "200"))
+    assert fixed.hu_window == (-100.0, 200.0) and fixed.equalize and fixed.liver_window is None
+    assert config_from_args(_prepare_args("--preset", "paper", "--liver-window", "150")).liver_window == 150.0
+    assert config_from_args(_prepare_args("--size", "64")).size == 64
