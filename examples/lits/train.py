@@ -78,6 +78,25 @@ CHECKPOINT_FILE = "checkpoint.pt"  # written by the trainer (pseudoanomaly.train
 SEGMENTER_FORMAT = "examples.lits.segmenter/1"
 
 
+
+def _mixed():
+    from pseudoanomaly import OneOf, PseudoAnomaly
+    from pseudoanomaly.masks import BlobMask, BlurredNoiseMask, PerlinMask
+    from pseudoanomaly.overlays import IntensityShift, TextureBlend
+    return OneOf([
+        PseudoAnomaly(BlurredNoiseMask(rejection=True, max_tries=50), IntensityShift()),
+        PseudoAnomaly(BlobMask(rejection=True), IntensityShift()),
+        PseudoAnomaly(PerlinMask(rejection=True), TextureBlend()),
+    ])
+
+
+# name -> factory of the training synthesis
+SYNTHESES = {
+    "zhang2023": presets.zhang2023,
+    "mixed": _mixed,
+}
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything that decides a training run.
@@ -96,6 +115,8 @@ class TrainSettings:
         checkpoint_every: also checkpoint every this many steps (besides epoch and phase ends).
         max_slices: train on at most this many slices, spread evenly over the volumes (``None``: all).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
+        synthesis: name of the pseudo-anomaly synthesis in :data:`SYNTHESES`.
+        restoration: ``"unet"`` (the paper's restoration U-Net) or ``"ae"`` (DRAEM's autoencoder, no skips).
     """
 
     size: int | None = PAPER_SIZE
@@ -115,8 +136,14 @@ class TrainSettings:
     checkpoint_every: int = 100
     max_slices: int | None = None
     device: str = "auto"
+    synthesis: str = "zhang2023"
+    restoration: str = "unet"
 
     def __post_init__(self) -> None:
+        if self.synthesis not in SYNTHESES:
+            raise ValueError(f"synthesis must be one of {sorted(SYNTHESES)}, got {self.synthesis!r}")
+        if self.restoration not in ("unet", "ae"):
+            raise ValueError(f"restoration must be 'unet' or 'ae', got {self.restoration!r}")
         object.__setattr__(self, "segmentation_multipliers", tuple(int(m) for m in self.segmentation_multipliers))
         for name in ("restoration_width", "segmentation_width", "batch_size"):
             if getattr(self, name) < 1:
@@ -312,9 +339,9 @@ def train(
         raise ValueError(f"{data}: slices are {size} x {size}, not a multiple of {settings.size_multiple} as these "
                          "nets need; set --size")
     val_set = load_slices(val, size) if val is not None else None
-    arch = architecture(settings)
+    arch = architecture(settings, settings.restoration)
     restoration, segmentation = seeded_nets(arch, settings.seed)
-    synthesis = presets.zhang2023()
+    synthesis = SYNTHESES[settings.synthesis]()
     config = _trainer_config(settings, run.root, progress)
     record = {
         "format": "examples.lits.run/1",
@@ -434,6 +461,8 @@ OVERRIDES = {
     "max_slices": "max_slices",
     "eval_every": "eval_every",
     "checkpoint_every": "checkpoint_every",
+    "synthesis": "synthesis",
+    "restoration": "restoration",
 }
 
 
@@ -457,6 +486,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-slices", type=int, metavar="N", help="train on at most N slices")
     g.add_argument("--eval-every", type=int, metavar="N", help="phase-2 steps between evaluations (with --val)")
     g.add_argument("--checkpoint-every", type=int, metavar="N", help="steps between checkpoints")
+    g.add_argument("--synthesis", choices=sorted(SYNTHESES), help="pseudo-anomaly synthesis of training")
+    g.add_argument("--restoration", choices=("unet", "ae"), help="restoration net: the paper's U-Net or DRAEM's AE")
 
 
 def settings_from_args(args: argparse.Namespace, base: TrainSettings | None = None) -> TrainSettings:
