@@ -156,7 +156,10 @@ def test_dice_refuses_nan_predictions(metric):
 def test_dice_refuses_a_nan_threshold(metric):
     pred, target = torch.rand(2, 1, 8, 8), torch.zeros(2, 1, 8, 8)
     with pytest.raises(ValueError, match="threshold.*nan"):
-        dice(pred, target, float("nan")) if metric == "dice" else dice_per_volume(pred, target, ["a", "b"], float("nan"))
+        if metric == "dice":
+            dice(pred, target, float("nan"))
+        else:
+            dice_per_volume(pred, target, ["a", "b"], float("nan"))
 
 
 def test_dice_refuses_meta_tensors():

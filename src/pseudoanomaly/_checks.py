@@ -93,12 +93,13 @@ def check_replay(owner: str, params: dict, batch: int, size: tuple[int, int]) ->
     rows = {name: p.shape[0] for name, p in params.items() if isinstance(p, Tensor) and p.ndim > 0}
     drawn = next(iter(rows.values()), batch)
     recorded = params.get("image_size")
-    drawn_size = tuple(int(v) for v in recorded[0].tolist()) if isinstance(recorded, Tensor) and len(recorded) else size
+    recorded_ok = isinstance(recorded, Tensor) and len(recorded) > 0
+    drawn_size = tuple(int(v) for v in recorded[0].tolist()) if recorded_ok else tuple(size)
     if any(n != batch for n in rows.values()) or drawn_size != tuple(size):
         raise ValueError(
-            f"{owner}: replayed params were drawn for a batch of {drawn} image(s) of {drawn_size[0]} x {drawn_size[1]}, "
-            f"got {batch} image(s) of {size[0]} x {size[1]}; replay needs the batch and image size of the call that "
-            "drew them"
+            f"{owner}: replayed params were drawn for a batch of {drawn} image(s) of {drawn_size[0]} x "
+            f"{drawn_size[1]}, got {batch} image(s) of {size[0]} x {size[1]}; replay needs the batch and image size "
+            "of the call that drew them"
         )
 
 
