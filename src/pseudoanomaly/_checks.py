@@ -71,7 +71,7 @@ def check_value_range(images: Tensor, value_range: tuple[float, float], name: st
     would be painted and clipped without a sign that the anomaly means nothing there.
     """
     low, high = value_range
-    observed_low, observed_high = (float(v) for v in torch.aminmax(images.detach()))
+    observed_low, observed_high = torch.stack(torch.aminmax(images.detach())).tolist()  # one device sync
     slack = ROUNDING_SLACK * (high - low)
     if observed_low < low - slack or observed_high > high + slack:
         raise ValueError(

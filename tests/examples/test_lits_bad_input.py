@@ -11,6 +11,7 @@ import builtins
 import errno
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -344,10 +345,10 @@ def test_a_second_writer_in_one_folder_gets_one_line(ws, capsys, tmp_path, comma
     assert code == 0 and not (out / LOCK_FILE).exists()
 
 
-def test_two_train_processes_at_once_one_wins_one_is_refused(ws, tmp_path):
+def test_a_folder_held_by_another_process_is_refused_until_that_process_ends(tmp_path):
     out = tmp_path / "run"
     holder = textwrap.dedent(f"""
-        import sys, time
+        import sys
         from examples.lits.locking import hold_folder
         with hold_folder({str(out)!r}, "train"):
             print("holding", flush=True)
@@ -357,7 +358,8 @@ def test_two_train_processes_at_once_one_wins_one_is_refused(ws, tmp_path):
                                stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline().strip() == "holding"
-        with pytest.raises(FolderBusyError, match=rf"{out}: another process \(train, pid {process.pid}\)"):
+        busy = rf"{re.escape(str(out))}: another process \(train, pid {process.pid}\)"
+        with pytest.raises(FolderBusyError, match=busy):
             with hold_folder(out, "train"):
                 pass
     finally:
@@ -455,6 +457,14 @@ def test_stale_temporaries_of_a_killed_train_are_removed_by_resume(ws, capsys, t
     assert code == 0
     assert not any(p.exists() for p in stale)
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []
+
+
+def test_stale_temporaries_of_a_killed_segment_are_removed_by_the_next(ws, capsys, tmp_path):
+    out = tmp_path / "p.nii.gz"
+    stale = tmp_path / ".p.nii.gz.999999999.tmp.nii.gz"  # its writer (no such process) was killed
+    stale.write_bytes(b"half")
+    code, _, _ = run_cli(capsys, "segment", "--run", ws["run"], "--image", ws["ct"], "--liver", ws["seg"], "--out", out)
+    assert code == 0 and out.is_file() and not stale.exists()
 
 
 # ------------------------------------------------------------------------------------------- full disk
