@@ -8,6 +8,7 @@ Train on healthy livers (BTCV), test on tumor livers (LiTS), from the repository
 
 Modules: ``phantom`` (a phantom cohort in both layouts, for machines without the data), ``preprocess`` (the
 per-volume transform shared by all data sets, and its inverse), ``prepare`` (the command: layouts, manifest,
-parallel runs), ``dataset`` (prepared slices as tensors and torch datasets), and the commands built on them.
+parallel runs), ``dataset`` (prepared slices as tensors and torch datasets), ``arguments`` (argument types that
+refuse a bad value while parsing), ``locking`` (one writer per output folder), and the commands built on them.
 The package uses only the public API of ``pseudoanomaly``.
 """

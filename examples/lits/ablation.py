@@ -29,7 +29,9 @@ from typing import Any
 
 from pseudoanomaly.training import TABLE2_ROWS, JointTrainer, ablation_row
 
+from .arguments import positive_int
 from .evaluate import THRESHOLD, predict, score_maps
+from .locking import writes_folder
 from .train import (
     TrainSettings,
     add_settings_arguments,
@@ -72,6 +74,7 @@ def _row_trainer(name: str, settings: TrainSettings, seed: int, steps_per_epoch:
     return trainer, arch
 
 
+@writes_folder("out", "ablation", subfolders=("cells",))
 def run_ablation(
     train_dir: str | os.PathLike,
     test_dir: str | os.PathLike,
@@ -204,7 +207,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", type=Path, required=True, help="prepared healthy slices")
     parser.add_argument("--test", type=Path, required=True, help="prepared tumor slices")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds per row (default 3)")
+    parser.add_argument("--seeds", type=positive_int, default=3, help="number of seeds per row (default 3)")
     parser.add_argument("--rows", nargs="+", choices=TABLE2_ROWS, metavar="ROW",
                         help=f"rows to run (default: all of {', '.join(TABLE2_ROWS)})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -4,7 +4,8 @@
     trainer.fit(prepared.train_dataset(), ...)           # items {"image", "foreground"}
     evaluate_segmenter(segmenter, load_prepared("prepared/test").eval_dataset())   # + "label"
 
-Subsetting happens before anything is decoded: ``stride`` keeps every k-th slice of each volume (neighbouring
+Each volume file is checked against the checksum the manifest records before it is decoded. Subsetting happens
+before anything is decoded: ``stride`` keeps every k-th slice of each volume (neighbouring
 slices are nearly identical), then ``max_slices`` picks that many slices evenly spread over the whole set, so
 every volume stays represented. ``size`` resizes for fast CPU presets: images bilinearly with antialiasing,
 masks with centre-aligned nearest neighbour, and the image is masked again so the background stays exactly 0.
@@ -12,6 +13,8 @@ masks with centre-aligned nearest neighbour, and the image is masked again so th
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .prepare import read_manifest
+from .prepare import MANIFEST, file_checksum, read_manifest
 from .preprocess import load_prepared_volume
 
 __all__ = ["PreparedSet", "TrainSlices", "EvalSlices", "load_prepared"]
@@ -58,6 +61,20 @@ class PreparedSet:
     def case_ids(self) -> list[str]:
         """The volume id of every slice (N,)."""
         return [self.cases[i] for i in self.case_index.tolist()]
+
+    def fingerprint(self) -> str:
+        """A digest of the data set these slices come from: its cases with their volume checksums, labels and
+        preprocessing settings. Two sets of the same length but other data (or other preprocessing) differ.
+
+        Returns:
+            64 hex digits.
+        """
+        entries = self.manifest["cases"]
+        # Manifests written before volume checksums were recorded: the source checksums stand in for them.
+        cases = [[c, entries[c].get("file_sha256") or [entries[c].get("image_sha256"), entries[c].get("label_sha256")]]
+                 for c in self.cases]
+        record = {"cases": cases, "labels": self.manifest.get("labels"), "config": self.manifest.get("config")}
+        return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
     def indices_of(self, case_id: str) -> Tensor:
         """Positions in this set of the slices of volume ``case_id``, in axial order.
@@ -178,7 +195,12 @@ def load_prepared(
         positions = [p for c, p in chosen if c == ci]
         if not positions:
             continue
-        volume = load_prepared_volume(directory / entries[name]["file"])
+        path = directory / entries[name]["file"]
+        expected = entries[name].get("file_sha256")
+        if expected is not None and path.is_file() and file_checksum(path) != expected:
+            raise ValueError(f"{path}: its checksum differs from the one in {directory / MANIFEST} (the file was "
+                             "changed, truncated or swapped after prepare); run prepare again")
+        volume = load_prepared_volume(path)
         if len(volume.images) != counts[ci]:
             raise ValueError(f"{directory / entries[name]['file']}: {len(volume.images)} slices, the manifest says "
                              f"{counts[ci]}; run prepare again")

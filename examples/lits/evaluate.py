@@ -38,6 +38,9 @@ from torch import Tensor
 from pseudoanomaly.metrics import auroc, average_precision, best_dice_oracle, dice, dice_per_volume, image_scores
 
 from . import report
+from .arguments import device as device_arg
+from .arguments import positive_int
+from .locking import writes_folder
 from .train import HISTORY_FILE, load_run, load_slices, resolve_device
 
 __all__ = ["THRESHOLD", "DARK_RULE_FRACTION", "evaluate", "score_maps", "predict", "darkness_scores",
@@ -58,6 +61,8 @@ FIG_HISTORY = "fig3_phase2_history.png"
 def predict(segmenter: torch.nn.Module, images: Tensor, foreground: Tensor, device: str = "cpu",
             batch_size: int = INFER_BATCH) -> Tensor:
     """Tumor probability maps ``(N, 1, S, S)`` on the CPU, 0 outside ``foreground``, computed in batches."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     maps = torch.empty(images.shape, dtype=torch.float32)
     for s in range(0, len(images), batch_size):
         chunk = slice(s, s + batch_size)
@@ -132,6 +137,7 @@ def score_maps(maps: Tensor, labels: Tensor, foreground: Tensor, volume_ids: Seq
     }
 
 
+@writes_folder("out", "evaluate")  # one writer per report folder; a full disk names it
 def evaluate(
     run: str | os.PathLike,
     data: str | os.PathLike,
@@ -260,8 +266,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by train")
     parser.add_argument("--data", type=Path, required=True, help="prepared tumor slices (prepare --layout lits)")
     parser.add_argument("--out", type=Path, required=True, help="report folder to write")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
-    parser.add_argument("--batch-size", type=int, default=INFER_BATCH, help="slices per forward pass")
+    parser.add_argument("--device", type=device_arg, default="auto", help="auto (default), cpu, cuda, ...")
+    parser.add_argument("--batch-size", type=positive_int, default=INFER_BATCH, help="slices per forward pass")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -12,13 +12,18 @@ Output, in ``OUT``:
 - ``volumes/<case_id>.npz``, one per volume (format: :mod:`examples.lits.preprocess`), ``case_id`` being the
   image's file name without ``.nii[.gz]``;
 - ``manifest.json``: format and version, layout, label values, config, per case the source files with their
-  sha256, slices kept and shapes, and the volumes skipped with their error.
+  sha256, the volume file with its sha256 (``file_sha256``, checked again by ``load_prepared``), slices kept and
+  shapes, and the volumes skipped with their error.
 
-Re-running skips the volumes already prepared with the same config, labels and source checksums; a changed
-setting re-prepares all of them. Every file is written to a temporary file in its folder and renamed into place,
-so an interrupted run leaves no half-written file, and the manifest is rewritten after every volume, so a re-run
-resumes. A missing or unreadable file, a volume that is not 3-D, a label whose shape or affine differs from its
-image: a :class:`PrepareError` naming the file, or with ``skip_bad`` a listed skip.
+Re-running skips the volumes already prepared with the same config, labels and source checksums whose file still
+has its recorded checksum; a changed setting re-prepares all of them, a changed or damaged volume file is rebuilt.
+Every file is written to a temporary file in its folder and renamed into place, so an interrupted run leaves no
+half-written file; the manifest is written first with this run's settings (and only the entries still valid under
+them), then after every volume, so a re-run resumes and a volume is never trusted under settings it was not made
+with. One process writes a folder at a time (``examples.lits.locking``); ``--layout pair`` adds its case to the
+folder's earlier ones. A missing or unreadable file, a volume that is not 3-D, NaN voxels, a CT not in Hounsfield
+units, a label that is not a label map (a CT, or image and label swapped), a label whose shape or affine differs
+from its image: a :class:`PrepareError` naming the file, or with ``skip_bad`` a listed skip.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import re
@@ -42,6 +48,8 @@ import nibabel as nib
 import numpy as np
 from tqdm import tqdm
 
+from .arguments import non_negative_float, positive_int
+from .locking import writes_folder
 from .preprocess import (
     CROP_MODES,
     PREPARE_PRESETS,
@@ -49,6 +57,7 @@ from .preprocess import (
     PrepareConfig,
     SliceGeometry,
     atomic_write,
+    count_non_finite,
     equalize_masked,
     load_prepared_volume,
     preprocess_volume,
@@ -59,6 +68,7 @@ from .preprocess import (
 __all__ = [
     "PrepareError", "PrepareConfig", "PREPARE_PRESETS", "PrepareSummary", "CaseFiles", "PreparedVolume", "SliceGeometry",
     "prepare", "find_cases", "load_nifti", "read_manifest", "preprocess_volume", "restore_volume",
+    "check_hounsfield", "check_label_map", "file_checksum",
     "equalize_masked", "save_prepared_volume", "load_prepared_volume", "add_arguments", "main",
 ]
 
@@ -69,6 +79,11 @@ VOLUMES = "volumes"
 LAYOUTS = ("btcv", "lits", "pair")
 # (liver labels, tumor labels) per layout: BTCV's liver is organ 6; LiTS marks liver 1 and tumor 2.
 DEFAULT_LABELS = {"btcv": ((6,), ()), "lits": ((1,), (2,)), "pair": ((1,), (2,))}
+# A CT in Hounsfield units goes below this (fat is about -100 HU, air -1000): one that does not was normalised,
+# windowed or saved without its rescale intercept, and windowing it as HU would give a blank or saturated image.
+HU_BELOW = -100.0
+# Label maps hold small non-negative integers (organ atlases use a few hundred values at most); a CT does not.
+MAX_LABEL_VALUE = 1000
 
 
 class PrepareError(ValueError):
@@ -146,17 +161,68 @@ def load_nifti(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarray
         raise PrepareError(path, f"{what} must be a 3-D volume, got shape {data.shape}")
     if not np.isfinite(affine).all():
         raise PrepareError(path, f"{what} has a non-finite affine")
+    bad = count_non_finite(data)
+    if bad:  # windowing would cast a NaN to 0, i.e. tumour-dark tissue, with only a numpy warning
+        raise PrepareError(path, f"{what} has {bad} NaN or Inf voxel(s) of {data.size}; fix or fill them first")
     return data, affine
 
 
-def _sha256(path: Path, what: str) -> str:
-    if not path.is_file():
-        raise PrepareError(path, f"{what} file not found")
+def check_hounsfield(hu: np.ndarray, path: str | os.PathLike, what: str = "image") -> None:
+    """Raise a :class:`PrepareError` naming ``path`` unless ``hu`` looks like a CT in Hounsfield units.
+
+    Args:
+        hu: the volume's values.
+        path: its file, for the message.
+        what: what the file is, for the message.
+    """
+    low, high = float(np.min(hu)), float(np.max(hu))
+    if low > HU_BELOW:
+        raise PrepareError(path, f"{what} values span [{low:g}, {high:g}]: not a CT in Hounsfield units, which goes "
+                                 f"below {HU_BELOW:g} (fat -100, air -1000); was it normalised, or is it a label map?")
+
+
+def check_label_map(label: np.ndarray, path: str | os.PathLike, what: str = "label") -> None:
+    """Raise a :class:`PrepareError` naming ``path`` unless ``label`` holds small non-negative integers.
+
+    A CT passed as the label (or image and label swapped) is refused here instead of being read as a label map.
+
+    Args:
+        label: the volume's values.
+        path: its file, for the message.
+        what: what the file is, for the message.
+    """
+    low, high = float(np.min(label)), float(np.max(label))
+    if np.issubdtype(label.dtype, np.floating):
+        fractional = label[label != np.round(label)]
+        if fractional.size:
+            examples = np.round(fractional[:3], 4).tolist()
+            raise PrepareError(path, f"{what} holds non-integer values such as {examples} (range [{low:g}, "
+                                     f"{high:g}]): a label map holds small non-negative integers; is it the image?")
+    if low < 0 or high > MAX_LABEL_VALUE:
+        raise PrepareError(path, f"{what} values span [{low:g}, {high:g}]: a label map holds small non-negative "
+                                 f"integers (0 to {MAX_LABEL_VALUE}); is it the image?")
+
+
+def file_checksum(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, as hex.
+
+    Args:
+        path: the file.
+
+    Returns:
+        64 hex digits.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _sha256(path: Path, what: str) -> str:
+    if not path.is_file():
+        raise PrepareError(path, f"{what} file not found")
+    return file_checksum(path)
 
 
 # ------------------------------------------------------------------------------------------- discovery
@@ -259,11 +325,14 @@ def _prepare_case(job: _Job) -> dict:
         image_sha, label_sha = _sha256(case.image, "image"), _sha256(case.label, f"label (for {case.image.name})")
         target = job.volumes / f"{case.case_id}.npz"
         prev = job.previous
+        # The volume itself is checked too: a truncated, swapped or foreign file is rebuilt, not trusted.
         if (prev and prev.get("image_sha256") == image_sha and prev.get("label_sha256") == label_sha
-                and target.is_file()):
+                and target.is_file() and prev.get("file_sha256") == file_checksum(target)):
             return {"status": "up-to-date", "case_id": case.case_id, "entry": prev}
         hu, affine = load_nifti(case.image, "image")
+        check_hounsfield(hu, case.image)
         label, label_affine = load_nifti(case.label, "label")
+        check_label_map(label, case.label)
         if label.shape != hu.shape:
             raise PrepareError(case.label, f"label shape {label.shape} differs from image {case.image} shape "
                                            f"{hu.shape}")
@@ -289,6 +358,7 @@ def _prepare_case(job: _Job) -> dict:
         "image_sha256": image_sha,
         "label_sha256": label_sha,
         "file": f"{VOLUMES}/{target.name}",
+        "file_sha256": file_checksum(target),
         "slices": len(g.slices),
         "source_shape": list(g.source_shape),
         "axcodes": g.axcodes,
@@ -330,6 +400,7 @@ def _write_manifest(out: Path, manifest: dict) -> None:
     atomic_write(out / MANIFEST, lambda f: f.write(data))
 
 
+@writes_folder("out", "prepare", subfolders=(VOLUMES,))
 def prepare(
     layout: str,
     root: str | os.PathLike | None,
@@ -350,7 +421,9 @@ def prepare(
     Args:
         layout: ``"btcv"``, ``"lits"`` or ``"pair"`` (see :func:`find_cases`).
         root: data set folder (btcv, lits; ignored for pair).
-        out: output folder (created); one data set per folder.
+        out: output folder (created); one data set per folder, written by one process at a time (a second one
+            raises :class:`~examples.lits.locking.FolderBusyError`). The pair layout adds its case to the folder's
+            earlier ones.
         config: preprocessing settings.
         liver_labels: label values of the liver (default: 6 for btcv, 1 for lits and pair).
         tumor_labels: label values of tumors, counted as liver too (default: none for btcv, 2 for lits and pair).
@@ -375,6 +448,8 @@ def prepare(
         raise ValueError(f"liver_labels {liver_labels} and tumor_labels {tumor_labels} overlap")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if not (isinstance(affine_tolerance, (int, float)) and math.isfinite(affine_tolerance) and affine_tolerance >= 0):
+        raise ValueError(f"affine_tolerance must be a finite number >= 0, got {affine_tolerance!r}")
 
     out = Path(out)
     volumes = out / VOLUMES
@@ -387,9 +462,15 @@ def prepare(
                 "config": config.to_dict()}
     same = old is not None and all(old.get(k) == v for k, v in settings.items())
     previous = old["cases"] if same else {}
+    earlier = _earlier_pairs(out, old, settings, same, cases) if layout == "pair" else {}
     manifest = {"format": FORMAT, **settings, "layout": layout,
                 "root": str(Path(root).resolve()) if root is not None and layout != "pair" else None,
                 "cases": {}, "skipped": []}
+    manifest["cases"].update(earlier)
+    # The record first, then the data: from here on the manifest names this run's settings and only the entries
+    # still valid under them, so a kill right after a volume is written never leaves it trusted under others.
+    manifest["cases"].update({c.case_id: previous[c.case_id] for c in cases if c.case_id in previous})
+    _write_manifest(out, manifest)
     summary = PrepareSummary(out=out, manifest=out / MANIFEST)
     jobs = [_Job(c, volumes, config, liver_labels, tumor_labels, previous.get(c.case_id), affine_tolerance,
                  skip_bad) for c in cases]
@@ -399,6 +480,7 @@ def prepare(
     def record(result: dict) -> None:
         done.add(result["case_id"])
         if result["status"] == "failed":
+            manifest["cases"].pop(result["case_id"], None)
             item = {k: result[k] for k in ("case_id", "file", "error")}
             summary.skipped.append(item)
             manifest["skipped"].append(item)
@@ -430,14 +512,36 @@ def prepare(
         for case_id, entry in previous.items():
             if case_id not in done and case_id in {c.case_id for c in cases}:
                 manifest["cases"][case_id] = entry
-        # Keep the manifest's case order stable whatever order the workers finished in.
-        order = {c.case_id: i for i, c in enumerate(cases)}
+        # Keep the manifest's case order stable whatever order the workers finished in (earlier pairs first).
+        order = {case_id: i for i, case_id in enumerate([*earlier, *(c.case_id for c in cases)])}
         manifest["cases"] = dict(sorted(manifest["cases"].items(), key=lambda kv: order[kv[0]]))
         manifest["skipped"].sort(key=lambda s: order[s["case_id"]])
         _write_manifest(out, manifest)
     summary.slices = sum(e["slices"] for e in manifest["cases"].values())
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _earlier_pairs(out: Path, old: dict | None, settings: dict, same: bool, cases: list[CaseFiles]) -> dict:
+    """The cases of earlier pair-layout runs into ``out`` that this run keeps beside its own.
+
+    One ``prepare --layout pair`` adds one case; it must not drop the folder's other cases, nor mix settings, nor
+    reuse another image's case id.
+    """
+    if old is None:
+        return {}
+    ids = {c.case_id for c in cases}
+    for c in cases:
+        entry = old["cases"].get(c.case_id)
+        if entry is not None and entry.get("image") != str(c.image):
+            raise PrepareError(c.image, f"case id {c.case_id!r} is already used in {out / MANIFEST} by "
+                                        f"{entry.get('image')}; rename the file or use another --out")
+    earlier = {case_id: entry for case_id, entry in old["cases"].items() if case_id not in ids}
+    if earlier and not same:
+        differ = sorted(k for k, v in settings.items() if old.get(k) != v)
+        raise PrepareError(out / MANIFEST, f"holds case(s) {sorted(earlier)} prepared with other settings "
+                                           f"({', '.join(differ)} differ); prepare this pair into another --out")
+    return earlier
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -475,9 +579,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resize", choices=("linear", "area"), help="downsampling (cpu preset: area, paper: linear)")
     parser.add_argument("--crop-margin", type=int, default=d.crop_margin, help="crop margin in source pixels")
     parser.add_argument("--no-equalize", action="store_true", help="skip the liver histogram equalization (paper)")
-    parser.add_argument("--workers", type=int, default=1, help="processes, one volume each")
+    parser.add_argument("--workers", type=positive_int, default=1, help="processes, one volume each")
     parser.add_argument("--skip-bad", action="store_true", help="list bad volumes and go on instead of stopping")
-    parser.add_argument("--affine-tol", type=float, default=1e-3, help="image/label affine tolerance")
+    parser.add_argument("--affine-tol", type=non_negative_float, default=1e-3, help="image/label affine tolerance")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

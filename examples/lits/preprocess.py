@@ -34,7 +34,9 @@ crop boxes ``(row0, row1, col0, col1)`` in the radiological slice frame, ``sourc
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,8 +46,9 @@ import nibabel as nib
 import numpy as np
 
 __all__ = [
-    "PREPARE_PRESETS", "LIVER_WINDOW", "PrepareConfig", "SliceGeometry", "PreparedVolume", "preprocess_volume", "restore_volume", "window",
-    "equalize_masked", "save_prepared_volume", "load_prepared_volume", "atomic_write",
+    "PREPARE_PRESETS", "LIVER_WINDOW", "PrepareConfig", "SliceGeometry", "PreparedVolume", "preprocess_volume",
+    "restore_volume", "window", "equalize_masked", "save_prepared_volume", "load_prepared_volume", "atomic_write",
+    "count_non_finite",
 ]
 
 VOLUME_FORMAT_VERSION = 1
@@ -227,6 +230,13 @@ def _from_radiological(slices: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ per-slice ops
 
 
+def count_non_finite(array: np.ndarray) -> int:
+    """Number of NaN or Inf values of ``array`` (0 for integer arrays, without a pass over them)."""
+    if not np.issubdtype(array.dtype, np.floating):
+        return 0
+    return int(array.size - np.count_nonzero(np.isfinite(array)))
+
+
 def window(hu: np.ndarray, hu_window: tuple[float, float] = HU_WINDOW) -> np.ndarray:
     """Clip HU to ``hu_window`` and scale it to [0, 1] (float32).
 
@@ -336,6 +346,9 @@ def preprocess_volume(
     hu = np.asanyarray(hu)
     if hu.ndim != 3:
         raise ValueError(f"hu must be a 3-D volume, got shape {hu.shape}")
+    bad = count_non_finite(hu)
+    if bad:  # a NaN would be cast to 0 (tumour-dark) after windowing, with only a numpy warning
+        raise ValueError(f"hu has {bad} NaN or Inf voxel(s) of {hu.size}")
     masks = {"liver": liver, "tumor": tumor}
     for name, m in masks.items():
         if m is not None and np.shape(m) != hu.shape:
@@ -482,19 +495,36 @@ def load_prepared_volume(path: str | os.PathLike) -> PreparedVolume:
     Returns:
         The prepared volume (images back in float32 [0, 1]).
     """
-    with np.load(path) as f:
-        version = int(f["version"])
-        if version != VOLUME_FORMAT_VERSION:
-            raise ValueError(f"{path}: prepared-volume format version {version}, this code reads "
-                             f"{VOLUME_FORMAT_VERSION}; run prepare again")
-        geometry = SliceGeometry(
-            slices=f["slices"].astype(np.int64),
-            boxes=f["boxes"].astype(np.int64),
-            source_shape=tuple(int(s) for s in f["source_shape"]),
-            source_affine=f["source_affine"],
-            size=int(f["size"]),
-        )
-        return PreparedVolume(f["images"].astype(np.float32) / 255, f["liver"], f["tumor"], geometry)
+    try:
+        # allow_pickle=False: an object array would run code from the file when loaded
+        with np.load(path, allow_pickle=False) as f:
+            version = int(f["version"])
+            if version != VOLUME_FORMAT_VERSION:
+                raise ValueError(f"{path}: prepared-volume format version {version}, this code reads "
+                                 f"{VOLUME_FORMAT_VERSION}; run prepare again")
+            geometry = SliceGeometry(
+                slices=f["slices"].astype(np.int64),
+                boxes=f["boxes"].astype(np.int64),
+                source_shape=tuple(int(s) for s in f["source_shape"]),
+                source_affine=f["source_affine"],
+                size=int(f["size"]),
+            )
+            volume = PreparedVolume(f["images"].astype(np.float32) / 255, f["liver"], f["tumor"], geometry)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        if str(exc).startswith(f"{path}:"):
+            raise
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: not a readable prepared volume ({type(exc).__name__}: {reason}); run prepare "
+                         "again") from exc
+    n = len(volume.images)
+    if volume.liver.shape != volume.images.shape or volume.tumor.shape != volume.images.shape or \
+            geometry.slices.shape != (n,) or geometry.boxes.shape != (n, 4):
+        raise ValueError(f"{path}: inconsistent prepared volume (images {volume.images.shape}, liver "
+                         f"{volume.liver.shape}, tumor {volume.tumor.shape}, slices {geometry.slices.shape}); run "
+                         "prepare again")
+    return volume
 
 
 def _write_npz(fileobj, arrays: dict) -> None:
@@ -505,14 +535,17 @@ def atomic_write(path: str | os.PathLike, write: Callable) -> None:
     """Write a file so that it is either complete or absent, never half-written.
 
     ``write(fileobj)`` fills a temporary file in the target's folder, which is then flushed to disk and renamed
-    onto ``path`` (atomic on one file system); on any exception the temporary file is removed.
+    onto ``path`` (atomic on one file system); on any exception the temporary file is removed. The file gets the
+    permissions ``open()`` would give it (``0o666`` less the umask).
 
     Args:
         path: target file.
         write: callable writing the content to the binary file object it is given.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # os.open applies the umask to 0o666, as open() does (mkstemp's 0o600 made these files private to their owner).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -6,12 +6,18 @@ The scan goes through exactly the preprocessing the run was trained with (``prep
 training data's prepare settings, then the run's slice size as ``load_prepared`` resizes), the segmenter maps
 each liver slice, and ``restore_volume`` puts the maps back: the output has the input's shape and affine, holds
 probabilities in [0, 1], and is 0 outside the liver mask (and in slices too small to have been kept). The file
-is written to a temporary name and renamed, so ``--out`` is either complete or untouched.
+is written to a temporary name and renamed, so ``--out`` is either complete or untouched (temporaries of a killed
+run are removed by the next).
+
+Refused with a one-line error naming the file: NaN voxels, a CT not in Hounsfield units (e.g. scaled to [0, 1]), a
+liver mask that is not a label map (a CT, or image and mask swapped), a liver too small for any slice to reach the
+run's ``min_liver_pixels``.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .arguments import device as device_arg
+from .arguments import positive_int
 from .evaluate import INFER_BATCH, predict
-from .prepare import PrepareConfig, load_nifti, preprocess_volume, restore_volume
+from .prepare import PrepareConfig, check_hounsfield, check_label_map, load_nifti, preprocess_volume, restore_volume
 from .train import load_run, resolve_device
 
 __all__ = ["segment", "SegmentResult", "add_arguments", "main"]
@@ -77,10 +85,14 @@ def segment(
         raise ValueError(f"{out}: the output must end in .nii or .nii.gz")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"{out.parent}: no such folder for --out")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     device = resolve_device(device)
     segmenter, meta = load_run(run, device)
-    hu, affine = load_nifti(image, "image")
+    hu, affine = load_nifti(image, "image")  # NaN voxels are refused there
+    check_hounsfield(hu, image)
     mask, mask_affine = load_nifti(liver, "liver mask")
+    check_label_map(mask, liver, "liver mask")  # a CT passed as the mask, or image and mask swapped
     if mask.shape != hu.shape:
         raise ValueError(f"{liver}: liver mask shape {mask.shape} differs from the image's {hu.shape} ({image})")
     if not np.allclose(mask_affine, affine, rtol=0, atol=AFFINE_TOLERANCE):
@@ -90,7 +102,14 @@ def segment(
         raise ValueError(f"{liver}: the liver mask is empty")
     if not meta.get("prepare_config"):
         raise ValueError(f"{run}: the run does not record its preprocessing; retrain it with this version")
-    prepared = preprocess_volume(hu, mask, affine, PrepareConfig(**meta["prepare_config"]))
+    config = PrepareConfig(**meta["prepare_config"])
+    prepared = preprocess_volume(hu, mask, affine, config)
+    if not len(prepared.images):  # an all-zero map would read as "no tumor" for a liver that was never looked at
+        axial = int(np.flatnonzero(nib.orientations.io_orientation(affine)[:, 0] == 2)[0])  # source axis -> S
+        largest = int(mask.sum(axis=tuple(a for a in range(3) if a != axial)).max())
+        raise ValueError(f"{liver}: no axial slice has enough liver for the run's preprocessing (min_liver_pixels="
+                         f"{config.min_liver_pixels}, min_liver_fraction={config.min_liver_fraction}; the largest "
+                         f"liver slice holds {largest} pixels); nothing to segment")
 
     volume = np.zeros(hu.shape, np.float32)
     if len(prepared.images):
@@ -120,12 +139,31 @@ def _save_nifti(volume: np.ndarray, affine: np.ndarray, out: Path, reference: Pa
     image = nib.Nifti1Image(volume, affine, header=header)
     image.header.set_slope_inter(1.0, 0.0)  # probabilities are stored as is, not rescaled
     suffix = ".nii.gz" if out.name.endswith(".gz") else ".nii"
+    _remove_stale_temporaries(out, suffix)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{suffix}")
     try:
         nib.save(image, tmp)
         os.replace(tmp, out)
+    except OSError as exc:  # a full disk surfaces from write() without a file name
+        if exc.filename is not None and exc.filename != str(tmp):
+            raise
+        raise OSError(exc.errno, f"cannot write {exc.strerror or exc}", str(out)) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_temporaries(out: Path, suffix: str) -> None:
+    """Remove the temporary files of ``out`` left by a killed ``segment`` (their process no longer exists)."""
+    for tmp in out.parent.glob(f".{glob.escape(out.name)}.*.tmp{suffix}"):
+        pid = tmp.name[len(out.name) + 2 : -len(f".tmp{suffix}")]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # another user's process: not ours to judge
+            pass
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,8 +172,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", type=Path, required=True, help="CT volume in HU (.nii or .nii.gz)")
     parser.add_argument("--liver", type=Path, required=True, help="its liver mask (.nii or .nii.gz)")
     parser.add_argument("--out", type=Path, required=True, help="probability map to write (.nii or .nii.gz)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
-    parser.add_argument("--batch-size", type=int, default=INFER_BATCH, help="slices per forward pass")
+    parser.add_argument("--device", type=device_arg, default="auto", help="auto (default), cpu, cuda, ...")
+    parser.add_argument("--batch-size", type=positive_int, default=INFER_BATCH, help="slices per forward pass")
 
 
 def main(args: argparse.Namespace) -> int:

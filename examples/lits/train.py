@@ -52,7 +52,10 @@ from pseudoanomaly import presets
 from pseudoanomaly.models import AnomalySegmenter, ReconstructiveAE, RestorationUNet, SegmentationNet
 from pseudoanomaly.training import TwoPhaseConfig, TwoPhaseTrainer, load_checkpoint, load_segmenter, save_segmenter
 
+from .arguments import device as device_arg
+from .arguments import positive_int
 from .dataset import PreparedSet, load_prepared
+from .locking import writes_folder
 
 __all__ = [
     "PRESETS", "TrainSettings", "TrainResult", "RunFiles", "train", "load_run", "build_nets", "load_slices",
@@ -300,6 +303,7 @@ class _Stop(Exception):
 # ------------------------------------------------------------------------------------------------ command
 
 
+@writes_folder("out", "train")  # one writer per run folder: a second train --out R fails instead of interleaving
 def train(
     data: str | os.PathLike,
     out: str | os.PathLike,
@@ -352,7 +356,7 @@ def train(
         "size": size,
         "synthesis": repr(synthesis),
         "data": {"path": str(Path(data).resolve()), "slices": len(prepared), "volumes": len(set(prepared.case_ids)),
-                 "prepare_config": prepared.manifest.get("config")},
+                 "prepare_config": prepared.manifest.get("config"), "fingerprint": prepared.fingerprint()},
         "val": None if val_set is None else {"path": str(Path(val).resolve()), "slices": len(val_set)},
         "versions": {"pseudoanomaly": pseudoanomaly.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
@@ -392,6 +396,8 @@ def _check_same_run(run: RunFiles, record: dict[str, Any]) -> None:
     if not run.config.is_file():
         raise FileNotFoundError(f"{run.config}: missing; cannot check that --resume continues the same run")
     saved = json.loads(run.config.read_text())
+    if "fingerprint" not in (saved.get("data") or {}):  # a run started before data fingerprints were recorded
+        record = {**record, "data": {k: v for k, v in record["data"].items() if k != "fingerprint"}}
     keys = ("settings", "architecture", "size", "data")
     diff = [k for k in keys if saved.get(k) != record.get(k)]
     if diff:
@@ -401,7 +407,11 @@ def _check_same_run(run: RunFiles, record: dict[str, Any]) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False, default=_json_default) + "\n")
+    try:
+        tmp.write_text(json.dumps(data, indent=1, allow_nan=False, default=_json_default) + "\n")
+    except OSError as exc:  # a full disk surfaces from write() without a file name
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"cannot write {exc.strerror or exc}", str(path)) from exc
     os.replace(tmp, path)
 
 
@@ -476,13 +486,13 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs-segmentation", type=int, metavar="N", help="phase-2 epochs")
     g.add_argument("--steps-restoration", type=int, metavar="N", help="phase-1 steps (instead of epochs)")
     g.add_argument("--steps-segmentation", type=int, metavar="N", help="phase-2 steps (instead of epochs)")
-    g.add_argument("--batch-size", type=int, metavar="B")
+    g.add_argument("--batch-size", type=positive_int, metavar="B")
     g.add_argument("--lr", type=float)
     g.add_argument("--size", type=int, metavar="PX", help="train on PX x PX slices (resized from prepared)")
     g.add_argument("--width", type=int, metavar="C", help="first-level channels of both nets")
     g.add_argument("--seg-width", type=int, metavar="C", help="first-level channels of the segmentation net")
     g.add_argument("--seed", type=int)
-    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    g.add_argument("--device", type=device_arg, help="auto (default), cpu, cuda, cuda:1, ...")
     g.add_argument("--max-slices", type=int, metavar="N", help="train on at most N slices")
     g.add_argument("--eval-every", type=int, metavar="N", help="phase-2 steps between evaluations (with --val)")
     g.add_argument("--checkpoint-every", type=int, metavar="N", help="steps between checkpoints")

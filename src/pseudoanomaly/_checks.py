@@ -13,8 +13,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+# Relative tolerance of the value-range check: values computed as x / 255 or by resampling may overshoot by an ulp.
+ROUNDING_SLACK = 1e-4
+
 __all__ = [
     "check_images",
+    "check_has_data",
     "check_foreground",
     "check_masks",
     "check_probability",
@@ -25,6 +29,8 @@ __all__ = [
     "check_int_at_least",
     "check_range_pair",
     "check_choice",
+    "check_value_range",
+    "check_replay",
 ]
 
 
@@ -42,13 +48,59 @@ def check_images(images: object, name: str = "images") -> Tensor:
         raise ValueError(f"{name} must have shape (B, C, H, W), got shape {tuple(images.shape)}")
     if not images.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {images.dtype}")
-    if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
-        raise ValueError(f"{name} must be non-empty, got shape {tuple(images.shape)}")
+    if 0 in images.shape:
+        raise ValueError(f"{name} must be non-empty (B, C, H and W all >= 1), got shape {tuple(images.shape)}")
+    check_has_data(images, name)
     # One reduction instead of an elementwise isfinite: a NaN or Inf anywhere makes the sum non-finite. Only
     # when it is (which huge finite values can also cause) is the exact, slower test run.
     if not bool(torch.isfinite(images.sum())) and not bool(torch.isfinite(images).all()):
         raise ValueError(f"{name} contains NaN or Inf values ({_describe(images)})")
     return images
+
+
+def check_has_data(x: Tensor, name: str) -> None:
+    """Raise on a ``meta`` tensor: it has a shape but no values, so no value check (or result) can be computed."""
+    if x.device.type == "meta":
+        raise ValueError(f"{name} is a meta tensor (shape {tuple(x.shape)}, no data); pass a tensor with values")
+
+
+def check_value_range(images: Tensor, value_range: tuple[float, float], name: str = "images") -> None:
+    """Raise unless every value of ``images`` lies in ``value_range`` (up to float rounding).
+
+    An overlay clips its output to its value range: an image outside it (HU values, or [0, 1] data scaled by 255)
+    would be painted and clipped without a sign that the anomaly means nothing there.
+    """
+    low, high = value_range
+    observed_low, observed_high = torch.stack(torch.aminmax(images.detach())).tolist()  # one device sync
+    slack = ROUNDING_SLACK * (high - low)
+    if observed_low < low - slack or observed_high > high + slack:
+        raise ValueError(
+            f"{name} values lie in [{observed_low:.6g}, {observed_high:.6g}], outside value_range=({low:g}, "
+            f"{high:g}); scale the images to the value range or set value_range to theirs"
+        )
+
+
+def check_replay(owner: str, params: dict, batch: int, size: tuple[int, int]) -> None:
+    """Check that replayed ``params`` were drawn for ``batch`` images of ``size = (H, W)``.
+
+    Every parameter tensor holds one row per sample, and ``params["image_size"]`` (when recorded) the ``(H, W)``
+    each row was drawn for. Replaying them on another batch would leave samples without parameters (or index past
+    them), and on another image size would put anomalies drawn for one grid onto another.
+    """
+    if not isinstance(params, dict):
+        raise TypeError(f"{owner}: params must be the dict of an earlier call (its ._params), got "
+                        f"{type(params).__name__}")
+    rows = {name: p.shape[0] for name, p in params.items() if isinstance(p, Tensor) and p.ndim > 0}
+    drawn = next(iter(rows.values()), batch)
+    recorded = params.get("image_size")
+    recorded_ok = isinstance(recorded, Tensor) and len(recorded) > 0
+    drawn_size = tuple(int(v) for v in recorded[0].tolist()) if recorded_ok else tuple(size)
+    if any(n != batch for n in rows.values()) or drawn_size != tuple(size):
+        raise ValueError(
+            f"{owner}: replayed params were drawn for a batch of {drawn} image(s) of {drawn_size[0]} x "
+            f"{drawn_size[1]}, got {batch} image(s) of {size[0]} x {size[1]}; replay needs the batch and image size "
+            "of the call that drew them"
+        )
 
 
 def check_foreground(foreground: object, images: Tensor, name: str = "foreground") -> Tensor | None:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_odd_size
+from ._checks import check_has_data, check_odd_size
 
 __all__ = [
     "dice",
@@ -52,6 +52,8 @@ def _check_same_shape(a: Tensor, b: Tensor, names: tuple[str, str]) -> None:
                          f"{tuple(b.shape)}")
     if a.numel() == 0:
         raise ValueError(f"{names[0]} and {names[1]} must be non-empty, got shape {tuple(a.shape)}")
+    for name, x in zip(names, (a, b)):
+        check_has_data(x, name)
 
 
 def _binary(x: Tensor, name: str) -> Tensor:
@@ -78,6 +80,17 @@ def _scores(x: Tensor, name: str) -> Tensor:
 
 def _overlap(pred: Tensor, target: Tensor, threshold: float) -> tuple[Tensor, Tensor, Tensor]:
     """Per-sample |pred > t & target|, |pred > t| and |target| as int64 tensors of shape (B,)."""
+    # NaN compares False with everything: a NaN score or threshold would silently count as "not predicted".
+    try:
+        is_nan = math.isnan(threshold)
+    except TypeError:
+        raise ValueError(f"threshold must be a number, got {threshold!r}") from None
+    if is_nan:
+        raise ValueError(f"threshold must be a number, not NaN, got {threshold!r}")
+    if pred.is_floating_point():
+        nans = int(torch.isnan(pred).sum())
+        if nans:
+            raise ValueError(f"pred contains {nans} NaN value(s) of {pred.numel()}")
     predicted = (pred > threshold).flatten(1)
     truth = _binary(target, "target").flatten(1)
     return (predicted & truth).sum(1), predicted.sum(1), truth.sum(1)

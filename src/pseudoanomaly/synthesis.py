@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_foreground, check_images, check_probability
+from ._checks import check_foreground, check_images, check_probability, check_value_range
 from ._random import bernoulli, check_generator
 from .masks import BlurredNoiseMask, MaskGenerator
 from .overlays import IntensityShift, Overlay
@@ -80,7 +80,8 @@ class PseudoAnomaly(nn.Module):
         """Make a random subset of ``images`` anomalous.
 
         Args:
-            images: normal images, float, values in the overlay's ``value_range`` ([0, 1] by default).
+            images: normal images, float, values in the overlay's ``value_range`` ([0, 1] by default; values
+                outside it raise).
             foreground: where anomalies may go (bool or 0/1); ``None`` means anywhere.
             generator: random source on ``images.device``; the same seed gives bit-identical output.
             params: ``synth._params`` of an earlier call, to replay it exactly.
@@ -89,6 +90,7 @@ class PseudoAnomaly(nn.Module):
             ``(augmented, masks)``: new images and their anomaly masks (exactly 0/1, in ``images.dtype``).
         """
         check_images(images)
+        check_value_range(images, self.overlay.value_range)
         fg = check_foreground(foreground, images)
         check_generator(generator, images.device)
         b = images.shape[0]
@@ -97,7 +99,7 @@ class PseudoAnomaly(nn.Module):
             gate = gate.expand(b)
             mask_params = overlay_params = None
         else:
-            gate = params["batch_prob"].to(images.device)  # type: ignore[union-attr]
+            gate = _replayed_gate(params, b).to(images.device)
             mask_params, overlay_params = params["mask"], params["overlay"]
         chosen = gate.nonzero().flatten()
         if len(chosen) == b:  # every sample anomalous (p = 1, the paper's setting): no gathering needed
@@ -235,3 +237,16 @@ class _Wrapped(nn.Module):
 
     def forward(self, images, foreground=None, generator=None, params=None):
         return self.fn(images, foreground, generator=generator, params=params)
+def _replayed_gate(params: object, batch: int) -> Tensor:
+    """The per-sample gate of replayed ``params``, which must have been drawn for ``batch`` samples."""
+    if not isinstance(params, dict) or not {"batch_prob", "mask", "overlay"} <= set(params):
+        keys = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise ValueError(f"PseudoAnomaly: params must be synth._params of an earlier call (keys 'batch_prob', "
+                         f"'mask', 'overlay'), got {keys}")
+    gate = params["batch_prob"]
+    if not isinstance(gate, Tensor) or gate.ndim != 1:
+        raise ValueError(f"PseudoAnomaly: params['batch_prob'] must be a (B,) tensor, got {gate!r}")
+    if len(gate) != batch:
+        raise ValueError(f"PseudoAnomaly: replayed params were drawn for a batch of {len(gate)} image(s), got "
+                         f"{batch}; replay needs the batch of the call that drew them")
+    return gate

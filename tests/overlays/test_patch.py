@@ -108,11 +108,14 @@ def test_same_on_batch_shares_alpha_and_offset(device):
     assert (params["alpha"] == params["alpha"][0]).all() and (params["offset"] == params["offset"][0]).all()
 
 
-def test_output_is_clipped_to_the_value_range(device):
+def test_images_outside_the_value_range_are_refused_not_clipped(device):
+    # Painting them used to clip the output to the range silently (0.9 became 0.5): a meaningless anomaly.
     images = torch.full((2, 1, 8, 8), 0.9, device=device)
     masks = torch.ones(2, 1, 8, 8, device=device)
-    out = PatchBlend(value_range=(0.0, 0.5))(images, masks, generator=torch.Generator(device=device).manual_seed(0))
-    assert out.max() == 0.5
+    with pytest.raises(ValueError, match=r"\[0.9, 0.9\], outside value_range=\(0, 0.5\)"):
+        PatchBlend(value_range=(0.0, 0.5))(images, masks, generator=torch.Generator(device=device).manual_seed(0))
+    out = PatchBlend(value_range=(0.0, 0.5))(images / 2, masks, generator=torch.Generator(device=device).manual_seed(0))
+    assert out.max() <= 0.5
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,22 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_choice, check_foreground, check_images, check_int_at_least, check_range_pair
+from .._checks import (
+    check_choice,
+    check_foreground,
+    check_images,
+    check_int_at_least,
+    check_range_pair,
+    check_replay,
+)
 from .._random import check_generator
 
 __all__ = ["MaskGenerator"]
 
 Params = dict[str, Tensor]
+
+# Entries of ``_params`` that record how a draw went rather than what was drawn: not rendered.
+RECORDS = ("accepted", "image_size")
 
 
 class MaskGenerator(nn.Module):
@@ -141,7 +151,10 @@ class MaskGenerator(nn.Module):
         b, _, h, w = images.shape
         if params is None:
             params, masks = self._sample(b, h, w, fg, generator, images.device)
+            # what replay checks: the (H, W) each sample's parameters were drawn for
+            params["image_size"] = torch.tensor([[h, w]], device=images.device).repeat(b, 1)
         else:
+            check_replay(type(self).__name__, params, b, (h, w))
             masks = self._compose(params, h, w, fg)
         self._params = params
         return masks.to(images.dtype)
@@ -159,7 +172,7 @@ class MaskGenerator(nn.Module):
         return {name: p.view(n, k, *p.shape[1:]) for name, p in flat.items()}
 
     def _compose(self, params: Params, h: int, w: int, fg: Tensor | None) -> Tensor:
-        members = {name: p for name, p in params.items() if name != "accepted"}
+        members = {name: p for name, p in params.items() if name not in RECORDS}
         n, k = next(iter(members.values())).shape[:2]
         flat = {name: p.reshape(n * k, *p.shape[2:]) for name, p in members.items()}
         masks = self.render(flat, h, w)  # (n * K, 1, H, W)

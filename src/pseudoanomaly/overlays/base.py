@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_images, check_masks, check_range_pair
+from .._checks import check_images, check_masks, check_range_pair, check_replay, check_value_range
 from .._random import check_generator
 
 __all__ = ["Overlay"]
@@ -23,7 +23,8 @@ class Overlay(nn.Module):
     """Base class of batched overlays that paint an anomaly into the masked pixels of each image.
 
     Args:
-        value_range: ``(low, high)`` of valid image values; overlays clip their output to it.
+        value_range: ``(low, high)`` of valid image values; overlays clip their output to it, and images with
+            values outside it are refused (painting them would be clipped to a meaningless anomaly).
         same_on_batch: draw one set of parameters and use it for every sample.
 
     Returns:
@@ -93,6 +94,7 @@ class Overlay(nn.Module):
             - output: :math:`(B, C, H, W)`
         """
         check_images(images)
+        check_value_range(images, self.value_range)
         inside = check_masks(masks, images)
         check_generator(generator, images.device)
         return self._paint(images, inside, generator, params)
@@ -101,12 +103,17 @@ class Overlay(nn.Module):
         self, images: Tensor, inside: Tensor, generator: torch.Generator | None, params: Params | None
     ) -> Tensor:
         # forward() without the argument checks; `inside` is the bool mask
+        b, _, h, w = images.shape
         if params is None:
             if self.same_on_batch:
                 one = self.draw(images[:1], generator)
-                params = {k: v.expand(images.shape[0], *v.shape[1:]).contiguous() for k, v in one.items()}
+                params = {k: v.expand(b, *v.shape[1:]).contiguous() for k, v in one.items()}
             else:
                 params = self.draw(images, generator)
+            # what replay checks: the (H, W) each sample's parameters were drawn for
+            params["image_size"] = torch.tensor([[h, w]], device=images.device).repeat(b, 1)
+        else:
+            check_replay(type(self).__name__, params, b, (h, w))
         self._params = params
         return torch.where(inside, self.fill(images, params).to(images.dtype), images)
 

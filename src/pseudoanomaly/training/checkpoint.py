@@ -7,7 +7,11 @@ over the target: a crash or a full disk mid-write leaves the previous checkpoint
 
 from __future__ import annotations
 
+import glob
 import os
+import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +44,7 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -48,9 +53,34 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
             # Without fsync, a power loss after os.replace can leave a renamed but empty file.
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        # A full disk surfaces from write() or fsync() without a file name: say which file could not be written.
+        raise OSError(exc.errno, f"cannot write {exc.strerror or exc}", str(path)) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files of ``path`` left by writers that were killed (their process no longer exists)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # another user's process, or a platform without signals: keep its file
+        return True
+    return True
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -73,9 +103,32 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         {'weight': tensor([0., 0.])}
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint path={str(path)!r} is a directory; pass the checkpoint file itself")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint path={str(path)!r} does not exist")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, IndexError) as exc:
+        # torch's own message runs to several paragraphs and suggests weights_only=False, which would run whatever
+        # code the file holds: give the file and the reason in one line instead.
+        raise ValueError(f"checkpoint path={str(path)!r} cannot be loaded: {_unreadable_reason(exc)}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"checkpoint path={str(path)!r} holds a {type(data).__name__}, not a checkpoint dict")
+    return data
+
+
+def _unreadable_reason(exc: BaseException) -> str:
+    """One line on why ``torch.load(..., weights_only=True)`` failed."""
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if refused:
+        return (f"it refers to {refused.group(1)}, which is code, not tensor data (refused: loading it could run "
+                "that code; a checkpoint holds only tensors and plain data)")
+    if isinstance(exc, EOFError):
+        return "the file is empty"
+    if isinstance(exc, pickle.UnpicklingError):
+        return "not a torch checkpoint, or one holding objects other than tensors and plain data (refused)"
+    return f"truncated or not a torch checkpoint ({type(exc).__name__})"
 
 
 def save_segmenter(segmenter: nn.Module, path: str | os.PathLike[str], config: dict[str, Any] | None = None) -> Path:
@@ -139,10 +192,33 @@ def load_segmenter(segmenter: nn.Module, path: str | os.PathLike[str]) -> nn.Mod
     """
     data = load_checkpoint(path)
     if "state_dict" in data:
-        segmenter.load_state_dict(data["state_dict"])
+        load_state_dict_checked(segmenter, data["state_dict"], path)
     elif "models" in data:
         for name, state in data["models"].items():
-            getattr(segmenter, name).load_state_dict(state)
+            load_state_dict_checked(getattr(segmenter, name), state, path, name)
     else:
         raise ValueError(f"path={str(path)!r} holds neither 'state_dict' nor 'models'; keys: {sorted(data)}")
     return segmenter
+
+
+def load_state_dict_checked(module: nn.Module, state: object, path: str | os.PathLike[str], name: str = "") -> None:
+    """``module.load_state_dict(state)``, raising a one-line ``ValueError`` naming ``path`` and the first key that
+    does not match (missing, unexpected or of another shape) instead of torch's multi-line report."""
+    where = f"checkpoint path={str(path)!r}" + (f" ({name})" if name else "")
+    if not isinstance(state, dict):
+        raise ValueError(f"{where}: holds a {type(state).__name__} where a state dict was expected")
+    own = module.state_dict()
+    for key, value in own.items():
+        if key not in state:
+            raise ValueError(f"{where} does not match the {type(module).__name__}: key {key!r} is missing "
+                             f"(another architecture?)")
+        theirs = state[key]
+        if isinstance(theirs, torch.Tensor) and theirs.shape != value.shape:
+            raise ValueError(f"{where} does not match the {type(module).__name__}: key {key!r} has shape "
+                             f"{tuple(theirs.shape)} in the checkpoint, {tuple(value.shape)} in the model "
+                             "(another architecture?)")
+    unexpected = [key for key in state if key not in own]
+    if unexpected:
+        raise ValueError(f"{where} does not match the {type(module).__name__}: unexpected key {unexpected[0]!r} "
+                         "(another architecture?)")
+    module.load_state_dict(state)

@@ -51,8 +51,22 @@ def rank_and_world_size() -> tuple[int, int]:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``torch.device(device)``, with a bare ``"cuda"`` meaning this process's GPU (``LOCAL_RANK``) under torchrun."""
-    resolved = torch.device(device)
+    """``torch.device(device)``, with a bare ``"cuda"`` meaning this process's GPU (``LOCAL_RANK``) under torchrun.
+
+    An unknown device, or a CUDA device this machine does not have, raises ``ValueError`` naming it here rather
+    than deep inside the first ``.to(device)``.
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')") from exc
+    if resolved.type == "meta":
+        raise ValueError(f"device={device!r}: meta tensors hold no data; training needs a real device")
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (resolved.index is not None and resolved.index >= count):
+            raise ValueError(f"device={device!r} but this machine has {count} usable CUDA device(s) "
+                             f"(torch {torch.__version__}); use device='cpu'")
     if resolved.type == "cuda" and resolved.index is None and dist.is_available() and dist.is_initialized():
         resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return resolved

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from .. import presets
 from ..models import AnomalySegmenter
 from .batches import check_map_dataset, unpack_train_batch
-from .checkpoint import CHECKPOINT_FORMAT, atomic_save, load_checkpoint
+from .checkpoint import CHECKPOINT_FORMAT, atomic_save, load_checkpoint, load_state_dict_checked
 from .config import TrainerConfig
 from .distributed import rank_and_world_size, resolve_device
 from .evaluation import evaluate_segmenter
@@ -429,6 +429,10 @@ class Trainer:
                 f"resume={str(path)!r} is a checkpoint of {saved.get('trainer')!r} (format {saved.get('format')}), "
                 f"not of {type(self).__name__} (format {CHECKPOINT_FORMAT})"
             )
+        missing = [k for k in ("config", "progress", "models", "optimizer", "scheduler", "rng", "history")
+                   if k not in saved]
+        if missing:
+            raise ValueError(f"resume={str(path)!r} is an incomplete checkpoint: no {', '.join(missing)}")
         diff = self.config.trajectory_diff(saved["config"])
         if diff:
             detail = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items())
@@ -442,8 +446,8 @@ class Trainer:
         if progress["world_size"] != self.world_size:
             raise ValueError(f"resume={str(path)!r} was written by {progress['world_size']} processes, "
                              f"this run has {self.world_size}")
-        self.restoration.load_state_dict(saved["models"]["restoration"])
-        self.segmentation.load_state_dict(saved["models"]["segmentation"])
+        for name in ("restoration", "segmentation"):
+            load_state_dict_checked(getattr(self, name), saved["models"].get(name), path, name)
         # Phases before the saved one are done: apply their freezing so later phases see the same nets.
         for phase in self.phases[: progress["phase"]]:
             for net in phase.frozen:
