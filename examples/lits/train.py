@@ -58,6 +58,7 @@ from pseudoanomaly.training import TwoPhaseConfig, TwoPhaseTrainer, load_checkpo
 from .arguments import device as device_arg
 from .arguments import positive_int
 from .dataset import PreparedSet, load_prepared
+from .preprocess import PREPARE_PRESETS
 from .locking import writes_folder
 
 __all__ = [
@@ -387,6 +388,10 @@ def train(
     if bool(prepared.tumor.any()):
         result.warnings.append(f"{data}: the training slices hold tumor labels; the method expects healthy livers "
                                "(prepare --layout btcv)")
+    mismatch = _prepare_mismatch(preset, prepared.manifest.get("config"))
+    if mismatch:
+        result.warnings.append(f"{data}: prepared with {mismatch}, not as prepare's {preset!r} preset that goes "
+                               f"with train's; run prepare --preset {preset} for this preset's intended data")
     train_set = prepared.train_dataset()
     try:
         history = trainer.fit(train_set, None if val_set is None else val_set.eval_dataset(),
@@ -403,6 +408,19 @@ def train(
     result.steps = sum(phase.total_steps(steps_per_epoch) for phase in trainer.phases)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _prepare_mismatch(preset: str | None, config: dict[str, Any] | None) -> str:
+    """How the data's intensity settings differ from those of ``prepare --preset PRESET`` ('' when they agree
+    or there is no such prepare preset). The slice size and crop are free; the intensity mapping is not: a net
+    trained on one mapping sees another as anomalous everywhere."""
+    if preset not in PREPARE_PRESETS or not config:
+        return ""
+    expected = PREPARE_PRESETS[preset].to_dict()
+    keys = ("equalize", "liver_window", "hu_window") if expected.get("liver_window") is None else (
+        "equalize", "liver_window")
+    diff = [f"{k}={config.get(k)!r}" for k in keys if config.get(k) != expected[k]]
+    return ", ".join(diff)
 
 
 def _check_same_run(run: RunFiles, record: dict[str, Any]) -> None:

@@ -55,3 +55,13 @@ def test_flags_override_the_synthesis_and_restoration_of_a_preset():
     chosen = train.settings_from_args(args)
     assert (chosen.synthesis, chosen.restoration) == ("zhang2023", "ae")
     assert train.architecture(chosen, chosen.restoration)["restoration"]["type"] == "ae"
+
+
+def test_train_warns_when_the_data_was_prepared_for_another_preset():
+    from examples.lits.preprocess import PREPARE_PRESETS, PrepareConfig
+
+    assert train._prepare_mismatch("cpu", PREPARE_PRESETS["cpu"].to_dict()) == ""
+    assert train._prepare_mismatch("cpu", {**PREPARE_PRESETS["cpu"].to_dict(), "size": 64, "crop": "none"}) == ""
+    assert "equalize=True" in train._prepare_mismatch("cpu", PrepareConfig().to_dict())
+    assert "liver_window=200.0" in train._prepare_mismatch("paper", PREPARE_PRESETS["cpu"].to_dict())
+    assert train._prepare_mismatch("demo", PrepareConfig().to_dict()) == ""  # no prepare preset named demo
