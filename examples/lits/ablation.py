@@ -30,7 +30,7 @@ from typing import Any
 from pseudoanomaly.training import TABLE2_ROWS, JointTrainer, ablation_row
 
 from .arguments import positive_int
-from .evaluate import THRESHOLD, predict, score_maps
+from .evaluate import THRESHOLD, baseline_metrics, predict, score_maps
 from .locking import writes_folder
 from .train import (
     TrainSettings,
@@ -148,6 +148,9 @@ def run_ablation(
         "seeds": list(range(settings.seed, settings.seed + seeds)),
         "train": str(train_dir),
         "test": str(test_dir),
+        # rules that need neither training nor labels, on the same test slices, so the table shows at once
+        # whether a row beats them
+        "baselines": baseline_metrics(test.images, test.tumor, test.foreground, test.case_ids),
         "rows": {name: {"mean": _aggregate(cells, statistics.fmean),
                         "std": _aggregate(cells, _std),
                         "cells": [{k: c[k] for k in ("seed", "seconds", *METRICS)} for c in cells]}
@@ -196,7 +199,12 @@ def markdown(summary: dict[str, Any]) -> str:
             else:
                 cells.append(f"{100 * mean:.2f}" + ("" if std is None else f" ± {100 * std:.2f}"))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Rows: `draem` = DRAEM (joint training, autoencoder, Perlin + texture synthesis); `+two_phase` = "
+    for name, scores in summary.get("baselines", {}).items():
+        cells = ["n/a" if scores.get(m) is None else f"{100 * scores[m]:.2f}" for m in METRICS]
+        lines.append(f"| *baseline: {name}* | " + " | ".join(cells) + " |")
+    lines += ["", "Baselines need neither training nor labels (all-liver flags the whole liver, darkest-q% the "
+              "darkest q% of each slice's liver); a row that does not beat them has learned nothing for free.",
+              "", "Rows: `draem` = DRAEM (joint training, autoencoder, Perlin + texture synthesis); `+two_phase` = "
               "the paper's two-phase training; `+synthesis` = the paper's blob synthesis; `unet` = its "
               "restoration U-Net; `full` = the paper's method (reported Dice on LiTS: 53.03, Table 1)."]
     return "\n".join(lines) + "\n"

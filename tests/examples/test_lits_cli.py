@@ -123,6 +123,10 @@ def test_ablation_tables_mean_and_std(workspace, capsys):
     table = (out / "ablation.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith(("| draem |", "| full |"))]
     assert len(rows) == 2 and all(line.count("±") >= 3 for line in rows)  # slice AUROC may be n/a here
+    # the label-free baselines, scored on the same test slices, sit under the rows
+    assert set(summary["baselines"]) == {"all-zero", "all-liver", "darkest-10%"}
+    assert summary["baselines"]["all-liver"]["pixel_auroc"] == 0.5
+    assert "| *baseline: darkest-10%* |" in table and "| *baseline: all-liver* |" in table
     # a second run finds every cell done and only rewrites the tables
     cells = sorted(p.name for p in (out / "cells").iterdir())
     code, again, _ = run_cli(capsys, *args)
