@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from examples.lits import phantom  # noqa: E402
 from examples.lits.demo import demo_prepare_config  # noqa: E402
 from examples.lits.evaluate import evaluate, headline  # noqa: E402
-from examples.lits.prepare import PREPARE_PRESETS, prepare  # noqa: E402
+from examples.lits.prepare import PREPARE_PRESETS, PrepareConfig, prepare  # noqa: E402
 from examples.lits.train import SYNTHESES  # noqa: E402
 from examples.lits.train import PRESETS, train  # noqa: E402
 
@@ -44,8 +44,9 @@ def main() -> None:
                         help="voxels of every phantom volume")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--no-val", action="store_true", help="no phase-2 evaluation on the tumor set")
-    parser.add_argument("--prepare", choices=["cpu", "demo"], default="cpu",
-                        help="prepare settings: prepare's cpu preset (default) or the demo's phantom window")
+    parser.add_argument("--prepare", choices=["cpu", "demo", "equalize"], default="cpu",
+                        help="prepare settings: prepare's cpu preset (default), the demo's phantom window, or the "
+                             "paper's window and equalization (the real-data path before issue 9)")
     parser.add_argument("--synthesis", choices=sorted(SYNTHESES), help="override the cpu preset's synthesis")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -58,7 +59,8 @@ def main() -> None:
     settings = dataclasses.replace(PRESETS["cpu"], seed=args.seed, device="cpu")
     if args.synthesis is not None:
         settings = dataclasses.replace(settings, synthesis=args.synthesis)
-    base = PREPARE_PRESETS["cpu"] if args.prepare == "cpu" else demo_prepare_config()
+    base = {"cpu": PREPARE_PRESETS["cpu"], "demo": demo_prepare_config(), "equalize": PrepareConfig(crop="volume")}[
+        args.prepare]
     config = dataclasses.replace(base, size=settings.size)
     train_dir, test_dir = args.out / "prepared" / "train", args.out / "prepared" / "test"
     healthy = prepare("btcv", cohort.btcv_root, train_dir, config, progress=False)
