@@ -29,7 +29,6 @@ files of an earlier run are removed, so ``prepare`` never mixes two sets.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -48,7 +47,7 @@ from tqdm import tqdm
 
 from pseudoanomaly.lesions import APPEARANCES, SIZES, LesionSynthesis
 
-from .prepare import DEFAULT_LABELS, LAYOUTS, PrepareError, _decode_labels, find_cases, load_nifti
+from .prepare import DEFAULT_LABELS, LAYOUTS, PrepareError, _decode_labels, file_checksum, find_cases, load_nifti
 
 __all__ = ["LesionSetSummary", "make_lesion_set", "add_arguments", "main"]
 
@@ -79,14 +78,6 @@ class LesionSetSummary:
     def __str__(self) -> str:
         return (f"wrote {self.volumes} volume(s) with {self.lesions} lesion(s) to {self.out} ({self.seconds:.1f} s); "
                 f"parameters in {self.manifest.name}")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -224,7 +215,7 @@ def make_lesion_set(
                     inner[(slice(None),) * axis + (-1,)] = False
                 manifest["sources"].append({
                     "case_id": case.case_id, "image": str(case.image), "label": str(case.label),
-                    "image_sha256": _sha256(case.image), "label_sha256": _sha256(case.label),
+                    "image_sha256": file_checksum(case.image), "label_sha256": file_checksum(case.label),
                     "spacing_mm": list(spacing), "liver_voxels": int(liver.sum()),
                     "liver_voxels_on_border": int(liver.sum() - inner.sum()),
                 })
