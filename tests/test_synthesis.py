@@ -207,3 +207,14 @@ def test_one_of_replay_on_another_batch_size_is_refused():
     synth(torch.rand(4, 1, 32, 32), generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="replay"):
         synth(torch.rand(3, 1, 32, 32), params=synth._params)
+
+
+def test_one_of_refuses_to_replay_an_option_that_keeps_no_parameters():
+    def darken(images, foreground=None, generator=None, params=None):  # a plain function: nothing to replay
+        masks = torch.ones_like(images[:, :1])
+        return images * 0.5, masks
+
+    synth = OneOf([darken, darken])
+    synth(torch.rand(4, 1, 16, 16), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="cannot replay option"):
+        synth(torch.rand(4, 1, 16, 16), params=synth._params)

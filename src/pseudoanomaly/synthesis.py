@@ -219,6 +219,9 @@ class OneOf(nn.Module):
             if len(rows) == 0:
                 continue
             sub_fg = None if fg is None else fg[rows]
+            if params is not None and option_params[k] is None:
+                raise ValueError(f"OneOf: cannot replay option {k} ({type(synth).__name__}): it recorded no "
+                                 "parameters (a synthesis must keep them in ._params to be replayed)")
             out, sub_masks = synth(images[rows], sub_fg, generator=generator, params=option_params[k])
             augmented[rows], masks[rows] = out, sub_masks.to(masks.dtype)
             option_params[k] = getattr(synth, "_params", None)
@@ -234,6 +237,10 @@ class _Wrapped(nn.Module):
     def __init__(self, fn) -> None:
         super().__init__()
         self.fn = fn
+
+    @property
+    def _params(self):
+        return getattr(self.fn, "_params", None)
 
     def forward(self, images, foreground=None, generator=None, params=None):
         return self.fn(images, foreground, generator=generator, params=params)
