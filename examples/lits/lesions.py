@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
@@ -67,6 +67,7 @@ class LesionSetSummary:
     Attributes:
         out: output folder; manifest: its ``lesions.json``.
         volumes: volumes written; lesions: lesions over all of them; seconds: wall time.
+        notes: what the user should know about the inputs (a liver reaching the scan's edge).
     """
 
     out: Path
@@ -74,10 +75,12 @@ class LesionSetSummary:
     volumes: int
     lesions: int
     seconds: float
+    notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return (f"wrote {self.volumes} volume(s) with {self.lesions} lesion(s) to {self.out} ({self.seconds:.1f} s); "
-                f"parameters in {self.manifest.name}")
+        lines = [f"wrote {self.volumes} volume(s) with {self.lesions} lesion(s) to {self.out} ({self.seconds:.1f} s); "
+                 f"parameters in {self.manifest.name}"]
+        return "\n".join(lines + [f"note: {note}" for note in self.notes])
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -192,6 +195,7 @@ def make_lesion_set(
     _check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    notes: list[str] = []
     manifest = {
         "format": FORMAT, "version": FORMAT_VERSION, "note": NOTE, "layout": layout, "seed": seed, "copies": copies,
         "settings": {"sizes": list(synth.sizes), "size_diameters_mm": {s: list(SIZES[s]) for s in synth.sizes},
@@ -213,11 +217,15 @@ def make_lesion_set(
                 for axis in range(3):
                     inner[(slice(None),) * axis + (0,)] = False
                     inner[(slice(None),) * axis + (-1,)] = False
+                on_border = int(liver.sum() - inner.sum())
+                if on_border:
+                    notes.append(f"{case.label}: the liver reaches the scan's edge ({on_border} voxels on its faces); "
+                                 "lesions keep away from that edge, as from the liver's own boundary")
                 manifest["sources"].append({
                     "case_id": case.case_id, "image": str(case.image), "label": str(case.label),
                     "image_sha256": file_checksum(case.image), "label_sha256": file_checksum(case.label),
                     "spacing_mm": list(spacing), "liver_voxels": int(liver.sum()),
-                    "liver_voxels_on_border": int(liver.sum() - inner.sum()),
+                    "liver_voxels_on_border": on_border,
                 })
                 ct = torch.from_numpy(np.asarray(hu, np.float32))[None, None]
                 mask_t = torch.from_numpy(inner)[None, None]
@@ -258,7 +266,7 @@ def make_lesion_set(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return LesionSetSummary(out=out, manifest=out / MANIFEST, volumes=len(manifest["volumes"]), lesions=lesions,
-                            seconds=time.perf_counter() - start)
+                            seconds=time.perf_counter() - start, notes=notes)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -143,3 +143,28 @@ def test_refuses_a_foreign_folder_unless_overwrite_and_replaces_its_own(lits_pha
     lesions.make_lesion_set("btcv", lits_phantom.btcv_root, out, copies=1, **kwargs)
     assert _files(out) == ["lesions.json", "notes.txt", "segmentation-0.nii.gz", "segmentation-1.nii.gz",
                            "volume-0.nii.gz", "volume-1.nii.gz"]
+
+
+def test_a_liver_on_the_scans_edge_is_reported_and_lesions_keep_off_that_edge(tmp_path):
+    rng = np.random.default_rng(0)
+    shape = (72, 72, 20)
+    hu = np.full(shape, -1000.0) + 5 * rng.standard_normal(shape)  # air around the body
+    x, y, z = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    body = (x - 36) ** 2 + (y - 36) ** 2 < 34**2
+    liver = ((x - 36) / 24) ** 2 + ((y - 36) / 24) ** 2 + ((z - 4) / 14) ** 2 <= 1  # cut by the slice z = 0
+    hu[body] = 40 + 10 * rng.standard_normal(body.sum())
+    hu[liver] = 120 + 10 * rng.standard_normal(liver.sum())
+    affine = np.diag([1.5, 1.5, 2.5, 1.0])
+    nib.save(nib.Nifti1Image(hu.astype(np.int16), affine), tmp_path / "ct.nii.gz")
+    nib.save(nib.Nifti1Image(liver.astype(np.uint8), affine), tmp_path / "liver.nii.gz")
+    summary = lesions.make_lesion_set("pair", None, tmp_path / "set", image=tmp_path / "ct.nii.gz",
+                                      mask=tmp_path / "liver.nii.gz", copies=2, seed=0, sizes=("small",),
+                                      progress=False)
+    on_edge = int(liver[:, :, 0].sum())
+    assert any("reaches the scan's edge" in note and str(on_edge) in note for note in summary.notes)
+    assert "note: " in str(summary)
+    record = json.loads((tmp_path / "set" / "lesions.json").read_text())
+    assert record["sources"][0]["liver_voxels_on_border"] == on_edge
+    for i in range(2):
+        seg = np.asanyarray(nib.load(tmp_path / "set" / f"segmentation-{i}.nii.gz").dataobj)
+        assert (seg == 2).any() and not (seg[:, :, 0] == 2).any()  # no lesion voxel on the edge slice
