@@ -168,3 +168,30 @@ def test_a_liver_on_the_scans_edge_is_reported_and_lesions_keep_off_that_edge(tm
     for i in range(2):
         seg = np.asanyarray(nib.load(tmp_path / "set" / f"segmentation-{i}.nii.gz").dataobj)
         assert (seg == 2).any() and not (seg[:, :, 0] == 2).any()  # no lesion voxel on the edge slice
+
+
+def test_a_labelled_set_from_the_real_chaos_scan(chaos_dir, tmp_path):
+    out = tmp_path / "instrument"
+    summary = lesions.make_lesion_set("pair", None, out, image=chaos_dir / "ct.nii.gz",
+                                      mask=chaos_dir / "liver.nii.gz", copies=1, seed=0, progress=False)
+    assert summary.volumes == 1 and summary.lesions >= 1
+    assert any("reaches the scan's edge" in note for note in summary.notes)  # CHAOS's liver touches slice 0
+    source = nib.load(chaos_dir / "ct.nii.gz")
+    volume, segmentation = nib.load(out / "volume-0.nii.gz"), nib.load(out / "segmentation-0.nii.gz")
+    np.testing.assert_allclose(volume.affine, source.affine, atol=1e-4)
+    seg = np.asanyarray(segmentation.dataobj)
+    liver = np.asanyarray(nib.load(chaos_dir / "liver.nii.gz").dataobj) > 0
+    assert set(np.unique(seg).tolist()) == {0, 1, 2} and np.array_equal(seg > 0, liver)
+    ct, lesioned = np.asanyarray(source.dataobj), np.asanyarray(volume.dataobj)
+    assert np.array_equal(ct[~liver], lesioned[~liver])  # nothing changes outside the liver
+    parenchyma = np.median(ct[liver])
+    record = json.loads((out / "lesions.json").read_text())["volumes"][0]["lesions"]
+    for lesion, contrast in ((lesion, lesion["contrast_hu"]) for lesion in record):
+        assert abs(lesion["parenchyma_hu"] - parenchyma) < 40  # the contrast is to this liver's parenchyma
+        assert -120 <= contrast <= 80
+    summary = prepare("lits", out, tmp_path / "prepared", progress=False)
+    assert summary.slices >= 69
+    from examples.lits.dataset import load_prepared
+
+    prepared = load_prepared(tmp_path / "prepared")
+    assert bool(prepared.tumor.any()) and not bool((prepared.tumor & ~prepared.foreground).any())
