@@ -218,3 +218,17 @@ def test_one_of_refuses_to_replay_an_option_that_keeps_no_parameters():
     synth(torch.rand(4, 1, 16, 16), generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="cannot replay option"):
         synth(torch.rand(4, 1, 16, 16), params=synth._params)
+
+
+def test_every_submodule_is_reachable_after_import_pseudoanomaly():
+    import subprocess
+    import sys
+
+    code = ("import pseudoanomaly, sys; assert 'pseudoanomaly.lesions' not in sys.modules; "
+            "print(pseudoanomaly.augmentation.RandomPseudoAnomaly.__name__, pseudoanomaly.lesions.LesionSynthesis.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["RandomPseudoAnomaly", "LesionSynthesis"]
+    import pseudoanomaly
+
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        pseudoanomaly.nothing  # noqa: B018

@@ -20,6 +20,22 @@ from . import losses, masks, metrics, models, overlays, presets, training
 from .synthesis import OneOf, PseudoAnomaly
 
 __version__ = "0.1.0"
+
+# Submodules with heavier dependencies load on first use (``pseudoanomaly.augmentation`` needs Kornia,
+# ``pseudoanomaly.lesions`` SciPy), so ``import pseudoanomaly`` stays light yet every submodule is reachable from it.
+_LAZY_SUBMODULES = ("augmentation", "lesions")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
 __all__ = [
     "PseudoAnomaly",
     "OneOf",

@@ -73,3 +73,12 @@ def test_trainer_rejects_the_other_trainers_config(toy):
         TwoPhaseTrainer(rest, seg, toy.Synthesis(), JointConfig())
     with pytest.raises(TypeError, match="synthesis must be callable"):
         JointTrainer(rest, seg, object(), JointConfig())
+
+
+@pytest.mark.parametrize("cls", [TwoPhaseConfig, JointConfig])
+def test_out_dir_takes_a_path_and_keeps_it_as_text(cls, tmp_path):
+    config = cls(out_dir=tmp_path / "run")
+    assert config.out_dir == str(tmp_path / "run") and isinstance(config.out_dir, str)
+    assert cls.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="out_dir must be a path"):
+        cls(out_dir=3)

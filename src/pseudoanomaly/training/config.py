@@ -13,6 +13,7 @@ its reference code github.com/VitjanZ/DRAEM) for :class:`JointConfig`.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +78,8 @@ class TrainerConfig:
         checkpoint_every: also write a checkpoint every this many optimizer steps of a phase (0: only at epoch
             and phase ends). Needs ``out_dir``.
         log_every: write a JSON-lines training record every this many steps.
-        out_dir: directory of ``checkpoint.pt`` and ``log.jsonl``; ``None`` writes nothing.
+        out_dir: directory of ``checkpoint.pt`` and ``log.jsonl`` (a ``str`` or ``os.PathLike``, kept as
+            ``str``); ``None`` writes nothing.
         progress: show a tqdm progress bar with the running loss (silently off when tqdm is not installed).
         precision: ``"fp32"`` or ``"bf16"`` (autocast to bfloat16; CUDA only, rejected on other devices).
         device: where the models, the synthesis and the batches live (``"cuda"`` means this process's
@@ -135,8 +137,10 @@ class TrainerConfig:
         check_choice("eval_unit", self.eval_unit, EVAL_UNITS)
         check_int_at_least("checkpoint_every", self.checkpoint_every, 0)
         check_int_at_least("log_every", self.log_every, 1)
+        if isinstance(self.out_dir, os.PathLike):
+            self.out_dir = os.fspath(self.out_dir)  # stored as str: the config goes into JSON logs and checkpoints
         if self.out_dir is not None and not isinstance(self.out_dir, str):
-            raise ValueError(f"out_dir must be a str or None, got {self.out_dir!r}")
+            raise ValueError(f"out_dir must be a path (str or os.PathLike) or None, got {self.out_dir!r}")
         check_choice("precision", self.precision, PRECISIONS)
         if not isinstance(self.device, str):
             raise ValueError(f"device must be a str such as 'cpu' or 'cuda', got {self.device!r}")
