@@ -8,7 +8,7 @@ import math
 
 import torch
 
-__all__ = ["positive_int", "non_negative_float", "device", "check_device"]
+__all__ = ["positive_int", "non_negative_float", "device", "check_device", "missing_layout_inputs"]
 
 
 def positive_int(text: str) -> int:
@@ -61,3 +61,12 @@ def device(text: str) -> str:
         return check_device(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def missing_layout_inputs(args: argparse.Namespace) -> str | None:
+    """What ``--layout`` still needs (``prepare`` and ``lesions`` read data sets alike), or ``None``."""
+    if args.layout == "pair" and (args.image is None or args.mask is None):
+        return "--layout pair needs --image and --mask"
+    if args.layout != "pair" and args.root is None:
+        return f"--layout {args.layout} needs --root"
+    return None

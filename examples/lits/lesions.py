@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 from pseudoanomaly.lesions import APPEARANCES, SIZES, LesionSynthesis
 
+from .arguments import missing_layout_inputs
 from .prepare import DEFAULT_LABELS, LAYOUTS, PrepareError, _decode_labels, file_checksum, find_cases, load_nifti
 
 __all__ = ["LesionSetSummary", "make_lesion_set", "add_arguments", "main"]
@@ -308,11 +309,9 @@ def main(args: argparse.Namespace) -> int:
     Returns:
         0 on success, 1 when the set could not be made (the error is printed, naming the file or value).
     """
-    if args.layout == "pair" and (args.image is None or args.mask is None):
-        print("lesions: error: --layout pair needs --image and --mask", file=sys.stderr)
-        return 1
-    if args.layout != "pair" and args.root is None:
-        print(f"lesions: error: --layout {args.layout} needs --root", file=sys.stderr)
+    missing = missing_layout_inputs(args)
+    if missing:
+        print(f"lesions: error: {missing}", file=sys.stderr)
         return 1
     try:
         summary = make_lesion_set(args.layout, args.root, args.out, image=args.image, mask=args.mask,

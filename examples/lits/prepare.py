@@ -48,7 +48,7 @@ import nibabel as nib
 import numpy as np
 from tqdm import tqdm
 
-from .arguments import non_negative_float, positive_int
+from .arguments import missing_layout_inputs, non_negative_float, positive_int
 from .locking import writes_folder
 from .preprocess import (
     CROP_MODES,
@@ -613,11 +613,9 @@ def main(args: argparse.Namespace) -> int:
     Returns:
         0 on success, 1 when a volume could not be prepared (the error is printed, naming the file).
     """
-    if args.layout == "pair" and (args.image is None or args.mask is None):
-        print("prepare: error: --layout pair needs --image and --mask", file=sys.stderr)
-        return 1
-    if args.layout != "pair" and args.root is None:
-        print(f"prepare: error: --layout {args.layout} needs --root", file=sys.stderr)
+    missing = missing_layout_inputs(args)
+    if missing:
+        print(f"prepare: error: {missing}", file=sys.stderr)
         return 1
     config = config_from_args(args)
     try:

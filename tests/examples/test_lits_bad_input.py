@@ -86,15 +86,20 @@ def ws(tmp_path_factory) -> dict[str, Path]:
 # ------------------------------------------------------------------------------------------- arguments
 
 
-@pytest.mark.parametrize("value", ["-1", "0", "two"])
-@pytest.mark.parametrize("command", ["evaluate", "segment", "train"])
-def test_batch_size_must_be_positive_at_parsing(ws, capsys, tmp_path, command, value):
-    argv = {
+def _inference_or_training_argv(ws, tmp_path, command):
+    """A valid command line of ``evaluate``, ``segment`` or ``train`` writing under ``tmp_path``."""
+    return {
         "evaluate": ["evaluate", "--run", ws["run"], "--data", ws["test"], "--out", tmp_path / "r"],
         "segment": ["segment", "--run", ws["run"], "--image", ws["ct"], "--liver", ws["seg"], "--out",
                     tmp_path / "p.nii.gz"],
         "train": ["train", "--data", ws["train"], "--out", tmp_path / "r", *TINY],
     }[command]
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "two"])
+@pytest.mark.parametrize("command", ["evaluate", "segment", "train"])
+def test_batch_size_must_be_positive_at_parsing(ws, capsys, tmp_path, command, value):
+    argv = _inference_or_training_argv(ws, tmp_path, command)
     code, _, err = run_cli(capsys, *argv, "--batch-size", value)
     assert code == 2
     assert_one_line(err, "--batch-size", repr(value))
@@ -113,12 +118,7 @@ def test_predict_and_segment_functions_refuse_a_bad_batch_size(ws, tmp_path, bat
 @pytest.mark.parametrize("device", ["gpu", "meta"] + ([] if torch.cuda.is_available() else ["cuda", "cuda:0"]))
 @pytest.mark.parametrize("command", ["evaluate", "segment", "train"])
 def test_an_unknown_or_missing_device_is_refused_before_any_file_is_written(ws, capsys, tmp_path, command, device):
-    argv = {
-        "evaluate": ["evaluate", "--run", ws["run"], "--data", ws["test"], "--out", tmp_path / "r"],
-        "segment": ["segment", "--run", ws["run"], "--image", ws["ct"], "--liver", ws["seg"], "--out",
-                    tmp_path / "p.nii.gz"],
-        "train": ["train", "--data", ws["train"], "--out", tmp_path / "r", *TINY],
-    }[command]
+    argv = _inference_or_training_argv(ws, tmp_path, command)
     code, _, err = run_cli(capsys, *argv, "--device", device)
     assert code == 2
     assert_one_line(err, "--device", repr(device))
