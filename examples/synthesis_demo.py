@@ -10,8 +10,6 @@ slice otherwise.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 
 from pseudoanomaly import PseudoAnomaly, presets
+from pseudoanomaly.io import atomic_path
 from pseudoanomaly.masks import BlobMask, BlurredNoiseMask, PerlinMask
 from pseudoanomaly.overlays import IntensityShift, PatchBlend, TextureBlend
 
@@ -114,15 +113,9 @@ def main() -> None:
 
     # write atomically: a crash never leaves a truncated picture behind
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=args.out.parent)
-    os.close(fd)
-    try:
-        if not cv2.imwrite(tmp, grid):
+    with atomic_path(args.out, suffix=".png") as tmp:
+        if not cv2.imwrite(str(tmp), grid):
             raise OSError(f"could not write {args.out}")
-        os.replace(tmp, args.out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     print(f"wrote {args.out} ({grid.shape[1]} x {grid.shape[0]} px): per sample, the synthesized image and the "
           "same with the anomaly mask outlined in red")
 

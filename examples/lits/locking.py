@@ -27,9 +27,9 @@ except ImportError:  # not POSIX: no locking (the commands still run)
 __all__ = ["LOCK_FILE", "FolderBusyError", "hold_folder", "writes_folder"]
 
 LOCK_FILE = ".lock"
-# Temporary names of the atomic writes of these commands (preprocess.atomic_write, pseudoanomaly's atomic_save,
-# train.write_json): ".NAME.tmp", ".NAME.<pid>.tmp" or ".NAME.<pid>.<hex>.tmp" for the kinds of file they write;
-# nothing else is touched, whatever folder --out names.
+# Temporary names of pseudoanomaly.io's atomic writes: ".NAME.<pid>.<hex>.tmp" (".NAME.tmp" and ".NAME.<pid>.tmp"
+# from earlier versions) for the kinds of file these commands write; nothing else is touched, whatever folder
+# --out names.
 _TEMPORARY = re.compile(r"^\..+\.(json|jsonl|pt|npz|md|png)(\.\d+(\.[0-9a-f]+)?)?\.tmp$")
 
 

@@ -34,16 +34,17 @@ crop boxes ``(row0, row1, col0, col1)`` in the radiological slice frame, ``sourc
 from __future__ import annotations
 
 import os
-import secrets
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import nibabel as nib
 import numpy as np
+
+from pseudoanomaly.io import atomic_write
 
 __all__ = [
     "PREPARE_PRESETS", "LIVER_WINDOW", "PrepareConfig", "SliceGeometry", "PreparedVolume", "preprocess_volume",
@@ -529,30 +530,4 @@ def load_prepared_volume(path: str | os.PathLike) -> PreparedVolume:
 
 def _write_npz(fileobj, arrays: dict) -> None:
     np.savez_compressed(fileobj, **arrays)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable) -> None:
-    """Write a file so that it is either complete or absent, never half-written.
-
-    ``write(fileobj)`` fills a temporary file in the target's folder, which is then flushed to disk and renamed
-    onto ``path`` (atomic on one file system); on any exception the temporary file is removed. The file gets the
-    permissions ``open()`` would give it (``0o666`` less the umask).
-
-    Args:
-        path: target file.
-        write: callable writing the content to the binary file object it is given.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # os.open applies the umask to 0o666, as open() does (mkstemp's 0o600 made these files private to their owner).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 

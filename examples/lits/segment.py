@@ -17,7 +17,6 @@ run's ``min_liver_pixels``.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,8 @@ import nibabel as nib
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from pseudoanomaly.io import atomic_path
 
 from .arguments import device as device_arg
 from .arguments import positive_int
@@ -139,31 +140,8 @@ def _save_nifti(volume: np.ndarray, affine: np.ndarray, out: Path, reference: Pa
     image = nib.Nifti1Image(volume, affine, header=header)
     image.header.set_slope_inter(1.0, 0.0)  # probabilities are stored as is, not rescaled
     suffix = ".nii.gz" if out.name.endswith(".gz") else ".nii"
-    _remove_stale_temporaries(out, suffix)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{suffix}")
-    try:
+    with atomic_path(out, suffix=suffix) as tmp:
         nib.save(image, tmp)
-        os.replace(tmp, out)
-    except OSError as exc:  # a full disk surfaces from write() without a file name
-        if exc.filename is not None and exc.filename != str(tmp):
-            raise
-        raise OSError(exc.errno, f"cannot write {exc.strerror or exc}", str(out)) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _remove_stale_temporaries(out: Path, suffix: str) -> None:
-    """Remove the temporary files of ``out`` left by a killed ``segment`` (their process no longer exists)."""
-    for tmp in out.parent.glob(f".{glob.escape(out.name)}.*.tmp{suffix}"):
-        pid = tmp.name[len(out.name) + 2 : -len(f".tmp{suffix}")]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except OSError:  # another user's process: not ours to judge
-            pass
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

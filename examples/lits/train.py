@@ -53,6 +53,7 @@ from pseudoanomaly import OneOf, PseudoAnomaly, presets
 from pseudoanomaly.masks import BlobMask, BlurredNoiseMask, PerlinMask
 from pseudoanomaly.models import AnomalySegmenter, ReconstructiveAE, RestorationUNet, SegmentationNet
 from pseudoanomaly.overlays import IntensityShift, TextureBlend
+from pseudoanomaly.io import atomic_write
 from pseudoanomaly.training import TwoPhaseConfig, TwoPhaseTrainer, load_checkpoint, load_segmenter, save_segmenter
 
 from .arguments import device as device_arg
@@ -438,13 +439,8 @@ def _check_same_run(run: RunFiles, record: dict[str, Any]) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1, allow_nan=False, default=_json_default) + "\n")
-    except OSError as exc:  # a full disk surfaces from write() without a file name
-        tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, f"cannot write {exc.strerror or exc}", str(path)) from exc
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=1, allow_nan=False, default=_json_default) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _json_default(value: Any) -> Any:

@@ -475,7 +475,7 @@ def _full(*args, **kwargs):
 
 
 def test_a_full_disk_while_checkpointing_names_the_checkpoint(ws, capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(checkpoint_module.os, "fsync", _full)
+    monkeypatch.setattr(checkpoint_module.torch, "save", _full)  # the disk fills while a checkpoint is written
     run = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "--data", ws["train"], "--out", run, *TINY)
     assert code == 1

@@ -7,7 +7,6 @@ over the target: a crash or a full disk mid-write leaves the previous checkpoint
 
 from __future__ import annotations
 
-import glob
 import os
 import pickle
 import re
@@ -17,6 +16,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from ..io import atomic_write
 
 __all__ = ["atomic_save", "load_checkpoint", "save_segmenter", "load_segmenter", "CHECKPOINT_FORMAT"]
 
@@ -42,45 +43,7 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
         ...     load_checkpoint(path)["step"]
         3
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            # Without fsync, a power loss after os.replace can leave a renamed but empty file.
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if exc.filename is not None:
-            raise
-        # A full disk surfaces from write() or fsync() without a file name: say which file could not be written.
-        raise OSError(exc.errno, f"cannot write {exc.strerror or exc}", str(path)) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Delete temporary files of ``path`` left by writers that were killed (their process no longer exists)."""
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
-        if pid.isdigit() and not _process_exists(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _process_exists(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):  # another user's process, or a platform without signals: keep its file
-        return True
-    return True
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
