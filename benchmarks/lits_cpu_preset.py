@@ -28,10 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from examples.lits import phantom  # noqa: E402
 from examples.lits.demo import demo_prepare_config  # noqa: E402
-from examples.lits.evaluate import evaluate, headline  # noqa: E402
-from examples.lits.prepare import PREPARE_PRESETS, PrepareConfig, prepare  # noqa: E402
-from examples.lits.train import SYNTHESES  # noqa: E402
-from examples.lits.train import PRESETS, train  # noqa: E402
+from examples.lits.evaluate import evaluate  # noqa: E402
+from examples.lits.prepare import prepare  # noqa: E402
+from examples.lits.preprocess import PREPARE_PRESETS, PrepareConfig  # noqa: E402
+from examples.lits.scoring import headline  # noqa: E402
+from examples.lits.settings import PRESETS, SYNTHESES  # noqa: E402
+from examples.lits.train import train  # noqa: E402
 
 
 def main() -> None:
@@ -56,9 +58,9 @@ def main() -> None:
     start = time.perf_counter()
     cohort = phantom.make_cohort(args.out / "cohort", n_healthy=args.healthy, n_tumor=args.tumor,
                                  shape=tuple(args.shape), seed=args.seed)
-    settings = dataclasses.replace(PRESETS["cpu"], seed=args.seed, device="cpu")
+    settings = PRESETS["cpu"].replace(seed=args.seed, device="cpu")
     if args.synthesis is not None:
-        settings = dataclasses.replace(settings, synthesis=args.synthesis)
+        settings = settings.replace(synthesis=args.synthesis)
     base = {"cpu": PREPARE_PRESETS["cpu"], "demo": demo_prepare_config(), "equalize": PrepareConfig(crop="volume")}[
         args.prepare]
     config = dataclasses.replace(base, size=settings.size)

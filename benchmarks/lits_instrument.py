@@ -37,10 +37,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: examples/ is not installed
 
-from examples.lits.evaluate import evaluate, headline  # noqa: E402
+from examples.lits.evaluate import evaluate  # noqa: E402
 from examples.lits.lesions import make_lesion_set  # noqa: E402
-from examples.lits.prepare import PREPARE_PRESETS, PrepareConfig, prepare  # noqa: E402
-from examples.lits.train import PRESETS, SYNTHESES, train  # noqa: E402
+from examples.lits.prepare import prepare  # noqa: E402
+from examples.lits.preprocess import PREPARE_PRESETS, PrepareConfig  # noqa: E402
+from examples.lits.scoring import headline  # noqa: E402
+from examples.lits.settings import PRESETS, SYNTHESES  # noqa: E402
+from examples.lits.train import train  # noqa: E402
 
 CHAOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chaos-ct3"
 # name -> (lesion sizes, seed) of the two test sets
@@ -72,7 +75,7 @@ def main() -> None:
 
     settings = PRESETS[args.preset]
     changes = {k: getattr(args, k) for k in ("synthesis", "restoration") if getattr(args, k) is not None}
-    settings = dataclasses.replace(settings, seed=args.seed, device="cpu", **changes)
+    settings = settings.replace(seed=args.seed, device="cpu", **changes)
     config = prepare_config(args.prepare, settings.size or 256)
     if args.out.exists():
         shutil.rmtree(args.out)

@@ -6,9 +6,18 @@ Train on healthy livers (BTCV), test on tumor livers (LiTS), from the repository
     python -m examples.lits prepare --layout lits --root LITS_DIR --out prepared/test
     python -m examples.lits <command> --help
 
-Modules: ``phantom`` (a phantom cohort in both layouts, for machines without the data), ``preprocess`` (the
-per-volume transform shared by all data sets, and its inverse), ``prepare`` (the command: layouts, manifest,
-parallel runs), ``dataset`` (prepared slices as tensors and torch datasets), ``arguments`` (argument types that
-refuse a bad value while parsing), ``locking`` (one writer per output folder), and the commands built on them.
-The package uses only the public API of ``pseudoanomaly``.
+Two floors, imports pointing down only (``tests/examples/test_lits_layout.py`` checks it):
+
+- the base, which no command and nothing of ``pseudoanomaly`` depends on: ``arguments`` (argument types that
+  refuse a bad value while parsing), ``locking`` (one writer per output folder), ``cases`` (finding and reading
+  the NIfTI inputs), ``preprocess`` (the per-volume transform shared by all data sets, and its inverse),
+  ``volumes`` (one prepared volume and its file), ``dataset`` (a prepared folder: manifest, slices as tensors,
+  torch datasets), ``settings`` (training settings, presets, generated flags), ``runs`` (a run folder: files,
+  loading a trained run), ``scoring`` (metrics and label-free baselines), ``report`` (markdown and figures) and
+  ``phantom`` (a phantom cohort in both layouts, for machines without the data);
+- the commands, each importing only the base: ``prepare``, ``train``, ``evaluate``, ``segment``, ``lesions``,
+  ``ablation``; and ``demo``, which composes ``prepare``, ``train`` and ``evaluate`` as a user would run them.
+
+``__main__`` builds the command line from the commands' ``add_arguments`` / ``main``. The package uses only the
+public API of ``pseudoanomaly``.
 """

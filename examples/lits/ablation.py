@@ -20,6 +20,7 @@ interrupted ablation resumes at the next cell.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -29,18 +30,14 @@ from typing import Any
 
 from pseudoanomaly.training import TABLE2_ROWS, JointTrainer, ablation_row
 
+from pseudoanomaly.io import atomic_write
+
 from .arguments import positive_int
-from .evaluate import THRESHOLD, baseline_metrics, predict, score_maps
+from .dataset import load_slices
 from .locking import writes_folder
-from .train import (
-    TrainSettings,
-    add_settings_arguments,
-    architecture,
-    load_slices,
-    resolve_device,
-    settings_from_args,
-    write_json,
-)
+from .runs import INFER_BATCH, pick_device, write_json
+from .scoring import THRESHOLD, baseline_metrics, score_maps
+from .settings import NetSettings, TrainSettings, add_settings_arguments, settings_from_args
 
 __all__ = ["run_ablation", "METRICS", "add_arguments", "main"]
 
@@ -54,13 +51,13 @@ def _row_trainer(name: str, settings: TrainSettings, seed: int, steps_per_epoch:
     """The Table 2 row ``name`` built by pseudoanomaly (its trainer, restoration net and synthesis) with the
     preset's nets, optimizer and step budget; returns ``(trainer, architecture)``."""
     row = ablation_row(name)
-    arch = architecture(settings, row.restoration)
+    arch = NetSettings(**{**dataclasses.asdict(settings.nets), "restoration": row.restoration}).architecture()
     restoration_kwargs = {k: v for k, v in arch["restoration"].items() if k != "type"}
     segmentation_kwargs = {**arch["segmentation"],
                            "channel_multipliers": tuple(arch["segmentation"]["channel_multipliers"])}
-    phase1 = settings.restoration_steps
+    phase1 = settings.restoration_max_steps
     phase1 = phase1 if phase1 is not None else settings.restoration_epochs * steps_per_epoch
-    phase2 = settings.segmentation_steps
+    phase2 = settings.segmentation_max_steps
     phase2 = phase2 if phase2 is not None else settings.segmentation_epochs * steps_per_epoch
     if row.trainer is JointTrainer:  # DRAEM's own lr steps (its config's scheduler) over the same total
         length = dict(max_steps=phase1 + phase2)
@@ -68,7 +65,7 @@ def _row_trainer(name: str, settings: TrainSettings, seed: int, steps_per_epoch:
         length = dict(restoration_max_steps=phase1, segmentation_max_steps=phase2, scheduler=settings.scheduler)
     trainer = row.build(
         restoration_kwargs=restoration_kwargs, segmentation_kwargs=segmentation_kwargs, seed=seed,
-        batch_size=settings.batch_size, lr=settings.lr, device=resolve_device(settings.device), progress=progress,
+        batch_size=settings.batch_size, lr=settings.lr, device=pick_device(settings.device), progress=progress,
         eval_every=0, out_dir=None, **length,
     )
     return trainer, arch
@@ -130,8 +127,8 @@ def run_ablation(
                 trainer, arch = _row_trainer(name, settings, seed, steps_per_epoch, progress)
                 trainer.fit(train_set.train_dataset())
                 segmenter = trainer.export()
-                device = resolve_device(settings.device)
-                maps = predict(segmenter, test.images, test.foreground, device)
+                segmenter.batch_size = INFER_BATCH
+                maps = segmenter(test.images, test.foreground)  # (N, 1, S, S) on the CPU
                 scores = score_maps(maps, test.tumor, test.foreground, test.case_ids)
                 scores.pop("per_volume")
                 cell = {"key": key, "row": name, "seed": seed, "architecture": arch,
@@ -157,7 +154,8 @@ def run_ablation(
                  for name, cells in results.items()},
     }
     write_json(out / "ablation.json", summary)
-    (out / "ablation.md").write_text(markdown(summary))
+    text = markdown(summary)
+    atomic_write(out / "ablation.md", lambda f: f.write(text.encode()))
     return summary
 
 

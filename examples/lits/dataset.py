@@ -26,10 +26,51 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .prepare import MANIFEST, file_checksum, read_manifest
-from .preprocess import load_prepared_volume
+from pseudoanomaly.io import atomic_write
 
-__all__ = ["PreparedSet", "TrainSlices", "EvalSlices", "load_prepared"]
+from .cases import PrepareError, file_checksum
+from .volumes import load_prepared_volume
+
+__all__ = [
+    "MANIFEST", "VOLUMES", "PreparedSet", "TrainSlices", "EvalSlices", "load_prepared", "load_slices",
+    "read_manifest", "write_manifest", "resize_slices",
+]
+
+# A prepared folder: OUT/manifest.json indexes OUT/volumes/<case_id>.npz (format: examples.lits.volumes).
+FORMAT = "examples.lits.prepare"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+VOLUMES = "volumes"
+
+
+def read_manifest(out: str | os.PathLike) -> dict | None:
+    """The manifest in ``out``, or None when there is none.
+
+    Args:
+        out: an output folder of ``prepare``.
+
+    Returns:
+        The parsed ``manifest.json``.
+
+    Raises:
+        PrepareError: the manifest is unreadable or not one of ``prepare``.
+    """
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PrepareError(path, f"unreadable manifest ({exc}); delete it to start over") from exc
+    if manifest.get("format") != FORMAT:
+        raise PrepareError(path, f"not a manifest of {FORMAT} (format {manifest.get('format')!r})")
+    return manifest
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
+    """Write ``out/manifest.json`` atomically."""
+    data = json.dumps(manifest, indent=1, sort_keys=False).encode()
+    atomic_write(out / MANIFEST, lambda f: f.write(data))
 
 
 @dataclass(frozen=True)
@@ -214,7 +255,7 @@ def load_prepared(
     liver_t = torch.from_numpy(np.concatenate(livers))[:, None]
     tumor_t = torch.from_numpy(np.concatenate(tumors))[:, None]
     if size is not None and size != image_t.shape[-1]:
-        image_t, liver_t, tumor_t = _resize(image_t, liver_t, tumor_t, size)
+        image_t, liver_t, tumor_t = resize_slices(image_t, liver_t, size, tumor_t)
     return PreparedSet(
         images=image_t.contiguous(),
         foreground=liver_t.contiguous(),
@@ -226,8 +267,25 @@ def load_prepared(
     )
 
 
-def _resize(images: Tensor, liver: Tensor, tumor: Tensor, size: int, chunk: int = 512):
-    """Resize in chunks (bounded memory); re-mask the images so the background stays exactly 0."""
+def load_slices(directory: str | os.PathLike, size: int | None, max_slices: int | None = None) -> PreparedSet:
+    """:func:`load_prepared`, where a missing folder raises ``FileNotFoundError`` naming it."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such folder (expected the output of `prepare`)")
+    return load_prepared(directory, size=size, max_slices=max_slices)
+
+
+def resize_slices(images: Tensor, liver: Tensor, size: int, tumor: Tensor | None = None, chunk: int = 512
+                  ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Resize prepared slices to ``size`` x ``size``, as training and inference both must.
+
+    Images bilinearly with antialiasing, masks with centre-aligned nearest neighbour; the images are masked
+    again so the background stays exactly 0. Works in chunks of ``chunk`` slices (bounded memory).
+
+    Shape:
+        - images: :math:`(N, 1, S, S)` float in [0, 1]; liver, tumor: :math:`(N, 1, S, S)` bool.
+        - output: the same at ``size``; ``tumor`` is ``None`` when not given.
+    """
     out_i, out_l, out_t = [], [], []
     for s in range(0, len(images), chunk):
         mask = F.interpolate(liver[s:s + chunk].float(), size=(size, size), mode="nearest-exact") > 0.5
@@ -235,5 +293,6 @@ def _resize(images: Tensor, liver: Tensor, tumor: Tensor, size: int, chunk: int 
                               align_corners=False).clamp_(0, 1)
         out_i.append(image * mask)
         out_l.append(mask)
-        out_t.append(F.interpolate(tumor[s:s + chunk].float(), size=(size, size), mode="nearest-exact") > 0.5)
-    return torch.cat(out_i), torch.cat(out_l), torch.cat(out_t)
+        if tumor is not None:
+            out_t.append(F.interpolate(tumor[s:s + chunk].float(), size=(size, size), mode="nearest-exact") > 0.5)
+    return torch.cat(out_i), torch.cat(out_l), (torch.cat(out_t) if tumor is not None else None)

@@ -14,16 +14,20 @@ pipeline works end to end, not how the method fares on LiTS (the paper: Dice 53.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import time
 from pathlib import Path
 
+# The demo composes the commands (the one module besides __main__ that imports them): see examples/lits/__init__.
 from . import phantom
-from .evaluate import evaluate, headline
-from .prepare import PrepareConfig, prepare
-from .train import PRESETS, RunFiles, train
+from .evaluate import evaluate
+from .prepare import prepare
+from .preprocess import PrepareConfig
+from .runs import RunFiles
+from .scoring import headline
+from .settings import PRESETS
+from .train import train
 
 __all__ = ["DEMO_COHORT", "demo_prepare_config", "demo", "add_arguments", "main"]
 
@@ -73,7 +77,7 @@ def demo(out: str | Path = "runs/lits_demo", *, seed: int = 0, progress: bool = 
 
     run, report = out / "run", out / "report"
     _clear_previous_run(run)
-    settings = dataclasses.replace(PRESETS["demo"], seed=seed)
+    settings = PRESETS["demo"].replace(seed=seed)
     n_healthy, n_tumor = DEMO_COHORT["n_healthy"], DEMO_COHORT["n_tumor"]
     step(f"1/4 drawing a phantom cohort: {n_healthy} healthy and {n_tumor} tumor CT volumes -> {out / 'cohort'}")
     cohort = phantom.make_cohort(out / "cohort", seed=seed, **DEMO_COHORT)
@@ -86,8 +90,8 @@ def demo(out: str | Path = "runs/lits_demo", *, seed: int = 0, progress: bool = 
     print_fn(f"         {healthy.slices} healthy training slices, {tumors.slices} test slices "
              f"({config.size} x {config.size})")
 
-    step(f"3/4 training: the restoration net for {settings.restoration_steps} steps, then the segmentation net for "
-         f"{settings.segmentation_steps} (the paper's short second phase)")
+    step(f"3/4 training: the restoration net for {settings.restoration_max_steps} steps, then the segmentation net "
+         f"for {settings.segmentation_max_steps} (the paper's short second phase)")
     result = train(train_data, run, settings, preset="demo", val=test_data, progress=progress)
     print_fn(f"         trained in {result.seconds:.0f} s")
 

@@ -48,7 +48,7 @@ from tqdm import tqdm
 from pseudoanomaly.lesions import APPEARANCES, SIZES, LesionSynthesis
 
 from .arguments import missing_layout_inputs
-from .prepare import DEFAULT_LABELS, LAYOUTS, PrepareError, _decode_labels, file_checksum, find_cases, load_nifti
+from .cases import DEFAULT_LABELS, LAYOUTS, PrepareError, file_checksum, find_cases, load_labelled_case
 
 __all__ = ["LesionSetSummary", "make_lesion_set", "add_arguments", "main"]
 
@@ -106,17 +106,7 @@ def _copy_seed(seed: int, case_index: int, copy: int) -> int:
 
 def _load_case(case, liver_labels, tumor_labels, affine_tolerance: float = 1e-3):
     """``(hu, liver, affine, header codes)`` of a healthy case; a :class:`PrepareError` names a bad file."""
-    hu, affine = load_nifti(case.image, "image")
-    label, label_affine = load_nifti(case.label, "label")
-    if label.shape != hu.shape:
-        raise PrepareError(case.label, f"label shape {label.shape} differs from image {case.image} shape {hu.shape}")
-    if not np.allclose(label_affine, affine, rtol=0, atol=affine_tolerance):
-        raise PrepareError(case.label, f"label affine differs from image {case.image} affine (max difference "
-                                       f"{float(np.abs(label_affine - affine).max()):.4g})")
-    liver, tumor = _decode_labels(label, liver_labels, tumor_labels)
-    if not liver.any():
-        raise PrepareError(case.label, f"no voxel has a liver label {tuple(liver_labels)}; values present: "
-                                       f"{np.unique(label)[:12].tolist()} (see --liver-label)")
+    hu, affine, liver, tumor = load_labelled_case(case, liver_labels, tumor_labels, affine_tolerance)
     if tumor is not None and tumor.any():
         raise PrepareError(case.label, f"has {int(tumor.sum())} tumour voxels (label {tuple(tumor_labels)}): lesions "
                                        "go into healthy livers only")
@@ -155,7 +145,7 @@ def make_lesion_set(
     """Write a LiTS-layout lesion set made from healthy volumes into ``out`` (module docstring).
 
     Args:
-        layout: ``"btcv"``, ``"lits"`` or ``"pair"`` (see :func:`examples.lits.prepare.find_cases`).
+        layout: ``"btcv"``, ``"lits"`` or ``"pair"`` (see :func:`examples.lits.cases.find_cases`).
         root: data set folder (btcv, lits; ignored for pair).
         out: output folder.
         image, mask: the two files of the pair layout.

@@ -9,7 +9,7 @@ there and are the same for every data set).
 
 Output, in ``OUT``:
 
-- ``volumes/<case_id>.npz``, one per volume (format: :mod:`examples.lits.preprocess`), ``case_id`` being the
+- ``volumes/<case_id>.npz``, one per volume (format: :mod:`examples.lits.volumes`), ``case_id`` being the
   image's file name without ``.nii[.gz]``;
 - ``manifest.json``: format and version, layout, label values, config, per case the source files with their
   sha256, the volume file with its sha256 (``file_sha256``, checked again by ``load_prepared``), slices kept and
@@ -30,12 +30,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
 import math
 import multiprocessing
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -44,66 +41,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import nibabel as nib
-import numpy as np
 from tqdm import tqdm
 
 from .arguments import missing_layout_inputs, non_negative_float, positive_int
+from .cases import DEFAULT_LABELS, LAYOUTS, CaseFiles, PrepareError, file_checksum, find_cases, load_labelled_case
+from .dataset import FORMAT, FORMAT_VERSION, MANIFEST, VOLUMES, read_manifest, write_manifest
 from .locking import writes_folder
-from .preprocess import (
-    CROP_MODES,
-    PREPARE_PRESETS,
-    PreparedVolume,
-    PrepareConfig,
-    SliceGeometry,
-    atomic_write,
-    count_non_finite,
-    equalize_masked,
-    load_prepared_volume,
-    preprocess_volume,
-    restore_volume,
-    save_prepared_volume,
-)
+from .preprocess import CROP_MODES, PREPARE_PRESETS, PrepareConfig, preprocess_volume
+from .volumes import save_prepared_volume
 
-__all__ = [
-    "PrepareError", "PrepareConfig", "PREPARE_PRESETS", "PrepareSummary", "CaseFiles", "PreparedVolume", "SliceGeometry",
-    "prepare", "find_cases", "load_nifti", "read_manifest", "preprocess_volume", "restore_volume",
-    "check_hounsfield", "check_label_map", "file_checksum",
-    "equalize_masked", "save_prepared_volume", "load_prepared_volume", "add_arguments", "main",
-]
+__all__ = ["PrepareSummary", "prepare", "config_from_args", "add_arguments", "main"]
 
-FORMAT = "examples.lits.prepare"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-VOLUMES = "volumes"
-LAYOUTS = ("btcv", "lits", "pair")
-# (liver labels, tumor labels) per layout: BTCV's liver is organ 6; LiTS marks liver 1 and tumor 2.
-DEFAULT_LABELS = {"btcv": ((6,), ()), "lits": ((1,), (2,)), "pair": ((1,), (2,))}
-# A CT in Hounsfield units goes below this (fat is about -100 HU, air -1000): one that does not was normalised,
-# windowed or saved without its rescale intercept, and windowing it as HU would give a blank or saturated image.
-HU_BELOW = -100.0
-# Label maps hold small non-negative integers (organ atlases use a few hundred values at most); a CT does not.
-MAX_LABEL_VALUE = 1000
-
-
-class PrepareError(ValueError):
-    """A source file that cannot be prepared; ``path`` names it."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = str(path), reason
-
-    def __reduce__(self):  # picklable across worker processes
-        return type(self), (self.path, self.reason)
-
-
-@dataclass(frozen=True)
-class CaseFiles:
-    """One volume to prepare: its id (the image's name without ``.nii[.gz]``), image and label paths."""
-
-    case_id: str
-    image: Path
-    label: Path
 
 
 @dataclass
@@ -134,167 +82,6 @@ class PrepareSummary:
         return "\n".join(lines)
 
 
-def load_nifti(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarray, np.ndarray]:
-    """Read a 3-D NIfTI volume; every failure is a :class:`PrepareError` naming the file.
-
-    Trailing axes of length 1 (``(X, Y, Z, 1)``) are dropped; anything else that is not 3-D is an error.
-
-    Args:
-        path: ``.nii`` or ``.nii.gz`` file.
-        what: what the file is, for messages (``"image"``, ``"label"``).
-
-    Returns:
-        ``(array, affine)``: the voxel values (scaled by the header's slope/intercept) and the (4, 4) affine.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise PrepareError(path, f"{what} file not found")
-    try:
-        image = nib.load(path)
-        data = np.asanyarray(image.dataobj)
-        affine = np.asarray(image.affine, np.float64)
-    except Exception as exc:  # nibabel raises many types for truncated or foreign files
-        raise PrepareError(path, f"cannot read the {what} as NIfTI ({type(exc).__name__}: {exc})") from exc
-    while data.ndim > 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise PrepareError(path, f"{what} must be a 3-D volume, got shape {data.shape}")
-    if not np.isfinite(affine).all():
-        raise PrepareError(path, f"{what} has a non-finite affine")
-    bad = count_non_finite(data)
-    if bad:  # windowing would cast a NaN to 0, i.e. tumour-dark tissue, with only a numpy warning
-        raise PrepareError(path, f"{what} has {bad} NaN or Inf voxel(s) of {data.size}; fix or fill them first")
-    return data, affine
-
-
-def check_hounsfield(hu: np.ndarray, path: str | os.PathLike, what: str = "image") -> None:
-    """Raise a :class:`PrepareError` naming ``path`` unless ``hu`` looks like a CT in Hounsfield units.
-
-    Args:
-        hu: the volume's values.
-        path: its file, for the message.
-        what: what the file is, for the message.
-    """
-    low, high = float(np.min(hu)), float(np.max(hu))
-    if low > HU_BELOW:
-        raise PrepareError(path, f"{what} values span [{low:g}, {high:g}]: not a CT in Hounsfield units, which goes "
-                                 f"below {HU_BELOW:g} (fat -100, air -1000); was it normalised, or is it a label map?")
-
-
-def check_label_map(label: np.ndarray, path: str | os.PathLike, what: str = "label") -> None:
-    """Raise a :class:`PrepareError` naming ``path`` unless ``label`` holds small non-negative integers.
-
-    A CT passed as the label (or image and label swapped) is refused here instead of being read as a label map.
-
-    Args:
-        label: the volume's values.
-        path: its file, for the message.
-        what: what the file is, for the message.
-    """
-    low, high = float(np.min(label)), float(np.max(label))
-    if np.issubdtype(label.dtype, np.floating):
-        fractional = label[label != np.round(label)]
-        if fractional.size:
-            examples = np.round(fractional[:3], 4).tolist()
-            raise PrepareError(path, f"{what} holds non-integer values such as {examples} (range [{low:g}, "
-                                     f"{high:g}]): a label map holds small non-negative integers; is it the image?")
-    if low < 0 or high > MAX_LABEL_VALUE:
-        raise PrepareError(path, f"{what} values span [{low:g}, {high:g}]: a label map holds small non-negative "
-                                 f"integers (0 to {MAX_LABEL_VALUE}); is it the image?")
-
-
-def file_checksum(path: str | os.PathLike) -> str:
-    """The sha256 of a file's bytes, as hex.
-
-    Args:
-        path: the file.
-
-    Returns:
-        64 hex digits.
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _sha256(path: Path, what: str) -> str:
-    if not path.is_file():
-        raise PrepareError(path, f"{what} file not found")
-    return file_checksum(path)
-
-
-# ------------------------------------------------------------------------------------------- discovery
-
-
-def _case_id(path: Path) -> str:
-    return re.sub(r"\.nii(\.gz)?$", "", path.name)
-
-
-def _natural(path: Path):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
-
-
-def _nifti_files(folder: Path, prefix: str, recursive: bool = False) -> list[Path]:
-    pattern = f"{prefix}*.nii*"
-    files = folder.rglob(pattern) if recursive else folder.glob(pattern)
-    return sorted((p for p in files if re.search(r"\.nii(\.gz)?$", p.name)), key=_natural)
-
-
-def _partner(folder: Path, name: str, like: Path) -> Path:
-    """``folder/name.nii.gz`` or ``.nii``, whichever exists; else the one with ``like``'s extension."""
-    for ext in (".nii.gz", ".nii"):
-        if (folder / f"{name}{ext}").is_file():
-            return folder / f"{name}{ext}"
-    return folder / f"{name}{'.nii.gz' if like.name.endswith('.gz') else '.nii'}"
-
-
-def find_cases(layout: str, root: str | os.PathLike | None = None, image: str | os.PathLike | None = None,
-               mask: str | os.PathLike | None = None) -> list[CaseFiles]:
-    """The volumes of a data set and their label files (which may be missing: checked when prepared).
-
-    Args:
-        layout: ``"btcv"`` (``ROOT/img/img*.nii.gz``, ``ROOT/label/label*.nii.gz``), ``"lits"``
-            (``ROOT/**/volume-N.nii[.gz]``, ``segmentation-N.nii[.gz]`` beside it) or ``"pair"`` (one
-            ``image`` and its ``mask``).
-        root: data set folder (btcv, lits).
-        image, mask: the two files (pair).
-
-    Returns:
-        The cases, in natural order of their file names.
-    """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    if layout == "pair":
-        if image is None or mask is None:
-            raise ValueError(f"layout 'pair' needs image and mask, got image={image!r}, mask={mask!r}")
-        return [CaseFiles(_case_id(Path(image)), Path(image).resolve(), Path(mask).resolve())]
-    if root is None:
-        raise ValueError(f"layout {layout!r} needs root")
-    root = Path(root).resolve()
-    if layout == "btcv":
-        folder = root / "img"
-        if not folder.is_dir():
-            raise PrepareError(folder, "no such folder (BTCV layout: ROOT/img/img*.nii.gz, ROOT/label/label*.nii.gz)")
-        images = _nifti_files(folder, "img")
-        cases = [CaseFiles(_case_id(p), p, _partner(root / "label", "label" + _case_id(p)[3:], p)) for p in images]
-    else:
-        if not root.is_dir():
-            raise PrepareError(root, "no such folder (LiTS layout: ROOT/volume-N.nii, ROOT/segmentation-N.nii)")
-        images = _nifti_files(root, "volume-", recursive=True)
-        cases = [CaseFiles(_case_id(p), p, _partner(p.parent, "segmentation-" + _case_id(p)[7:], p))
-                 for p in images]
-    if not cases:
-        raise PrepareError(root, f"no {layout} volumes found")
-    seen: dict[str, Path] = {}
-    for c in cases:
-        if c.case_id in seen:
-            raise PrepareError(c.image, f"case id {c.case_id!r} also used by {seen[c.case_id]}")
-        seen[c.case_id] = c.image
-    return cases
-
-
 # ------------------------------------------------------------------------------------------------ command
 
 
@@ -310,41 +97,20 @@ class _Job:
     skip_bad: bool
 
 
-def _decode_labels(label: np.ndarray, liver_labels, tumor_labels) -> tuple[np.ndarray, np.ndarray | None]:
-    if not np.issubdtype(label.dtype, np.integer):
-        label = np.rint(label).astype(np.int32)
-    tumor = np.isin(label, tumor_labels) if tumor_labels else None
-    liver = np.isin(label, tuple(liver_labels) + tuple(tumor_labels))  # the liver includes its tumors
-    return liver, tumor
-
-
 def _prepare_case(job: _Job) -> dict:
     """Worker: one volume -> ``{"status": "prepared" | "up-to-date" | "failed", ...}``."""
     case = job.case
     try:
-        image_sha, label_sha = _sha256(case.image, "image"), _sha256(case.label, f"label (for {case.image.name})")
+        image_sha = file_checksum(case.image, "image")
+        label_sha = file_checksum(case.label, f"label (for {case.image.name})")
         target = job.volumes / f"{case.case_id}.npz"
         prev = job.previous
         # The volume itself is checked too: a truncated, swapped or foreign file is rebuilt, not trusted.
         if (prev and prev.get("image_sha256") == image_sha and prev.get("label_sha256") == label_sha
                 and target.is_file() and prev.get("file_sha256") == file_checksum(target)):
             return {"status": "up-to-date", "case_id": case.case_id, "entry": prev}
-        hu, affine = load_nifti(case.image, "image")
-        check_hounsfield(hu, case.image)
-        label, label_affine = load_nifti(case.label, "label")
-        check_label_map(label, case.label)
-        if label.shape != hu.shape:
-            raise PrepareError(case.label, f"label shape {label.shape} differs from image {case.image} shape "
-                                           f"{hu.shape}")
-        if not np.allclose(label_affine, affine, rtol=0, atol=job.affine_tolerance):
-            diff = float(np.abs(label_affine - affine).max())
-            raise PrepareError(case.label, f"label affine differs from image {case.image} affine (max difference "
-                                           f"{diff:.4g} > tolerance {job.affine_tolerance})")
-        liver, tumor = _decode_labels(label, job.liver_labels, job.tumor_labels)
-        if not liver.any():  # wrong --liver-label, most likely: say so rather than prepare an empty volume
-            values = np.unique(label)
-            raise PrepareError(case.label, f"no voxel has a liver label {job.liver_labels + job.tumor_labels}; "
-                                           f"values present: {values[:12].tolist()} (see --liver-label)")
+        hu, affine, liver, tumor = load_labelled_case(case, job.liver_labels, job.tumor_labels,
+                                                      job.affine_tolerance)
         prepared = preprocess_volume(hu, liver, affine, job.config, tumor)
     except PrepareError as exc:
         if not job.skip_bad:
@@ -372,32 +138,6 @@ def _prepare_case(job: _Job) -> dict:
 
 def _init_worker() -> None:
     cv2.setNumThreads(1)  # one process per volume already uses the cores
-
-
-def read_manifest(out: str | os.PathLike) -> dict | None:
-    """The manifest in ``out``, or None when there is none.
-
-    Args:
-        out: an output folder of :func:`prepare`.
-
-    Returns:
-        The parsed ``manifest.json``.
-    """
-    path = Path(out) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise PrepareError(path, f"unreadable manifest ({exc}); delete it to start over") from exc
-    if manifest.get("format") != FORMAT:
-        raise PrepareError(path, f"not a manifest of {FORMAT} (format {manifest.get('format')!r})")
-    return manifest
-
-
-def _write_manifest(out: Path, manifest: dict) -> None:
-    data = json.dumps(manifest, indent=1, sort_keys=False).encode()
-    atomic_write(out / MANIFEST, lambda f: f.write(data))
 
 
 @writes_folder("out", "prepare", subfolders=(VOLUMES,))
@@ -470,7 +210,7 @@ def prepare(
     # The record first, then the data: from here on the manifest names this run's settings and only the entries
     # still valid under them, so a kill right after a volume is written never leaves it trusted under others.
     manifest["cases"].update({c.case_id: previous[c.case_id] for c in cases if c.case_id in previous})
-    _write_manifest(out, manifest)
+    write_manifest(out, manifest)
     summary = PrepareSummary(out=out, manifest=out / MANIFEST)
     jobs = [_Job(c, volumes, config, liver_labels, tumor_labels, previous.get(c.case_id), affine_tolerance,
                  skip_bad) for c in cases]
@@ -487,7 +227,7 @@ def prepare(
         else:
             manifest["cases"][result["case_id"]] = result["entry"]
             (summary.prepared if result["status"] == "prepared" else summary.up_to_date).append(result["case_id"])
-        _write_manifest(out, manifest)
+        write_manifest(out, manifest)
 
     bar = tqdm(total=len(jobs), desc=f"prepare {layout}", unit="volume", disable=not progress)
     try:
@@ -516,7 +256,7 @@ def prepare(
         order = {case_id: i for i, case_id in enumerate([*earlier, *(c.case_id for c in cases)])}
         manifest["cases"] = dict(sorted(manifest["cases"].items(), key=lambda kv: order[kv[0]]))
         manifest["skipped"].sort(key=lambda s: order[s["case_id"]])
-        _write_manifest(out, manifest)
+        write_manifest(out, manifest)
     summary.slices = sum(e["slices"] for e in manifest["cases"].values())
     summary.seconds = time.perf_counter() - start
     return summary

@@ -30,9 +30,10 @@ from pseudoanomaly.io import atomic_path
 
 from .arguments import device as device_arg
 from .arguments import positive_int
-from .evaluate import INFER_BATCH, predict
-from .prepare import PrepareConfig, check_hounsfield, check_label_map, load_nifti, preprocess_volume, restore_volume
-from .train import load_run, resolve_device
+from .cases import check_hounsfield, check_label_map, load_nifti
+from .dataset import resize_slices
+from .preprocess import PrepareConfig, preprocess_volume, restore_volume
+from .runs import INFER_BATCH, load_run, pick_device
 
 __all__ = ["segment", "SegmentResult", "add_arguments", "main"]
 
@@ -48,15 +49,6 @@ class SegmentResult:
     slices: int
     tumor_ml: float
     max_probability: float
-
-
-def _resize(images: torch.Tensor, liver: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """As ``load_prepared(size=...)`` resizes prepared slices: bilinear with antialiasing for the image,
-    centre-aligned nearest neighbour for the mask, then the image masked again (background exactly 0)."""
-    # NOTE: mirrors examples.lits.dataset._resize, which is not public; keep the two in step.
-    mask = F.interpolate(liver.float(), size=(size, size), mode="nearest-exact") > 0.5
-    image = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return image.clamp_(0, 1) * mask, mask
 
 
 def segment(
@@ -88,8 +80,8 @@ def segment(
         raise FileNotFoundError(f"{out.parent}: no such folder for --out")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    device = resolve_device(device)
-    segmenter, meta = load_run(run, device)
+    device = pick_device(device)
+    segmenter, meta = load_run(run, device, batch_size)
     hu, affine = load_nifti(image, "image")  # NaN voxels are refused there
     check_hounsfield(hu, image)
     mask, mask_affine = load_nifti(liver, "liver mask")
@@ -118,11 +110,11 @@ def segment(
         foreground = torch.from_numpy(prepared.liver)[:, None]
         size, prepared_size = int(meta["size"]), prepared.geometry.size
         if size != prepared_size:
-            images, small = _resize(images, foreground, size)
-            maps = predict(segmenter, images, small, device, batch_size)
+            images, small, _ = resize_slices(images, foreground, size)
+            maps = segmenter(images, small)
             maps = F.interpolate(maps, size=(prepared_size, prepared_size), mode="bilinear", align_corners=False)
         else:
-            maps = predict(segmenter, images, foreground, device, batch_size)
+            maps = segmenter(images, foreground)
         maps = (maps.clamp(0, 1) * foreground)[:, 0].numpy()  # (N, S, S)
         volume = restore_volume(maps, prepared.geometry, hu.shape, affine, interpolation="linear")
         # Interpolation back to the source grid blurs the map past the liver's rim: cut it at the true mask.

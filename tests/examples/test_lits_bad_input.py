@@ -26,15 +26,19 @@ import torch
 nib = pytest.importorskip("nibabel")
 pytest.importorskip("matplotlib")
 
-from examples.lits import evaluate as evaluate_module  # noqa: E402
 from examples.lits import phantom  # noqa: E402
 from examples.lits import prepare as prepare_module  # noqa: E402
 from examples.lits.__main__ import main  # noqa: E402
 from examples.lits.dataset import load_prepared  # noqa: E402
 from examples.lits.locking import LOCK_FILE, FolderBusyError, hold_folder  # noqa: E402
-from examples.lits.prepare import PrepareConfig, PrepareError, prepare, read_manifest  # noqa: E402
-from examples.lits.preprocess import load_prepared_volume  # noqa: E402
+from examples.lits.cases import PrepareError  # noqa: E402
+from examples.lits.dataset import read_manifest  # noqa: E402
+from examples.lits.prepare import prepare  # noqa: E402
+from examples.lits.preprocess import PrepareConfig  # noqa: E402
+from examples.lits.runs import load_run  # noqa: E402
+from examples.lits.volumes import load_prepared_volume  # noqa: E402
 from examples.lits.segment import segment  # noqa: E402
+from pseudoanomaly import io as io_module  # noqa: E402
 from pseudoanomaly.training import atomic_save, load_checkpoint  # noqa: E402
 from pseudoanomaly.training import checkpoint as checkpoint_module  # noqa: E402
 
@@ -107,10 +111,9 @@ def test_batch_size_must_be_positive_at_parsing(ws, capsys, tmp_path, command, v
 
 
 @pytest.mark.parametrize("batch_size", [0, -1, 2.5])
-def test_predict_and_segment_functions_refuse_a_bad_batch_size(ws, tmp_path, batch_size):
-    images = torch.rand(3, 1, 32, 32)
-    with pytest.raises(ValueError, match=f"batch_size must be a positive integer, got {batch_size!r}"):
-        evaluate_module.predict(torch.nn.Identity(), images, images > 0.5, batch_size=batch_size)
+def test_load_run_and_segment_functions_refuse_a_bad_batch_size(ws, tmp_path, batch_size):
+    with pytest.raises(ValueError, match=f"batch_size must be a positive integer.*, got {batch_size!r}"):
+        load_run(ws["run"], "cpu", batch_size=batch_size)
     with pytest.raises(ValueError, match=f"batch_size must be a positive integer, got {batch_size!r}"):
         segment(ws["run"], ws["ct"], ws["seg"], tmp_path / "p.nii.gz", device="cpu", batch_size=batch_size)
 
@@ -244,7 +247,7 @@ def test_a_kill_between_a_volume_and_the_manifest_never_trusts_the_volume(ws, tm
     prepare("btcv", source, out, config_a, progress=False)
 
     writes = []
-    real_write = prepare_module._write_manifest
+    real_write = prepare_module.write_manifest
 
     def killed_after_the_first_volume(folder, manifest):
         # The process dies (SIGKILL: no finally) once a volume of the new settings is on disk: the manifest is not
@@ -255,7 +258,7 @@ def test_a_kill_between_a_volume_and_the_manifest_never_trusts_the_volume(ws, tm
         real_write(folder, manifest)
 
     stamp = (out / "volumes" / "img0001.npz").stat().st_mtime_ns
-    monkeypatch.setattr(prepare_module, "_write_manifest", killed_after_the_first_volume)
+    monkeypatch.setattr(prepare_module, "write_manifest", killed_after_the_first_volume)
     with pytest.raises(KeyboardInterrupt):
         prepare("btcv", source, out, config_b, progress=False)
     monkeypatch.undo()
@@ -483,7 +486,7 @@ def test_a_full_disk_while_checkpointing_names_the_checkpoint(ws, capsys, tmp_pa
 
 
 def test_a_full_disk_while_writing_the_report_names_the_folder(ws, capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(Path, "write_text", _full)
+    monkeypatch.setattr(io_module.os, "fsync", _full)  # every report file is written through pseudoanomaly.io
     out = tmp_path / "report"
     code, _, err = run_cli(capsys, "evaluate", "--run", ws["run"], "--data", ws["test"], "--out", out)
     assert code == 1

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from examples.lits.evaluate import DARK_RULE_FRACTION, baseline_metrics, darkness_scores
+from examples.lits.scoring import DARK_RULE_FRACTION, baseline_metrics, darkness_scores
 
 
 def _slices(seed: int, n: int = 3, size: int = 24):

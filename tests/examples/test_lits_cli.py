@@ -19,7 +19,7 @@ import torch
 nib = pytest.importorskip("nibabel")
 pytest.importorskip("matplotlib")
 
-from examples.lits import ablation, demo, phantom, train  # noqa: E402
+from examples.lits import ablation, demo, phantom, settings  # noqa: E402
 from examples.lits.__main__ import build_parser, main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def test_train_writes_a_complete_run(workspace):
     run = workspace["run"]
     config = json.loads((run / "config.json").read_text())
     assert config["preset"] == "demo"
-    assert config["settings"]["size"] == 32 and config["settings"]["restoration_width"] == 4
+    assert config["settings"]["size"] == 32 and config["settings"]["nets"]["restoration_width"] == 4
     assert config["trainer"]["restoration_max_steps"] == 4 and config["trainer"]["segmentation_max_steps"] == 3
     assert config["data"]["slices"] > 0
     weights = torch.load(run / "segmenter.pt", weights_only=True)
@@ -224,17 +224,18 @@ def test_module_entry_point_reports_errors_without_traceback(tmp_path):
 def test_epochs_flags_replace_a_preset_given_in_steps():
     args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--preset", "demo",
                                       "--epochs-restoration", "3", "--width", "8", "--seg-width", "4"])
-    settings = train.settings_from_args(args)
-    assert settings.restoration_epochs == 3 and settings.restoration_steps is None
-    assert settings.segmentation_steps == train.PRESETS["demo"].segmentation_steps
-    assert (settings.restoration_width, settings.segmentation_width) == (8, 4)
+    chosen = settings.settings_from_args(args)
+    assert chosen.restoration_epochs == 3 and chosen.restoration_max_steps is None
+    assert chosen.segmentation_max_steps == settings.PRESETS["demo"].segmentation_max_steps
+    assert (chosen.restoration_width, chosen.segmentation_width) == (8, 4)
 
 
 def test_demo_runs_end_to_end_at_a_tiny_scale(tmp_path, capsys, monkeypatch):
     # The real demo takes minutes; the same code path with a tiny cohort and preset checks its plumbing.
-    tiny = train.TrainSettings(size=32, restoration_width=4, segmentation_width=4, segmentation_multipliers=(1, 2, 4),
-                               restoration_steps=3, segmentation_steps=2, batch_size=2, eval_every=1)
-    monkeypatch.setitem(train.PRESETS, "demo", tiny)
+    tiny = settings.TrainSettings().replace(
+        size=32, restoration_width=4, segmentation_width=4, segmentation_multipliers=(1, 2, 4),
+        restoration_max_steps=3, segmentation_max_steps=2, batch_size=2, eval_every=1)
+    monkeypatch.setitem(settings.PRESETS, "demo", tiny)
     monkeypatch.setitem(demo.DEMO_COHORT, "shape", (48, 48, 8))
     monkeypatch.setitem(demo.DEMO_COHORT, "n_healthy", 2)
     monkeypatch.setitem(demo.DEMO_COHORT, "n_tumor", 2)

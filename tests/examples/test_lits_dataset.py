@@ -9,7 +9,8 @@ from torch.utils.data import DataLoader
 pytest.importorskip("nibabel", reason="the lits example needs the 'lits' extra (nibabel)")
 
 from examples.lits.dataset import load_prepared  # noqa: E402
-from examples.lits.prepare import load_prepared_volume, read_manifest  # noqa: E402
+from examples.lits.dataset import read_manifest  # noqa: E402
+from examples.lits.volumes import load_prepared_volume  # noqa: E402
 
 
 def test_all_slices_as_tensors_in_manifest_order(lits_prepared):

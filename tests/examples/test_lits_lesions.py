@@ -13,7 +13,9 @@ nib = pytest.importorskip("nibabel", reason="the lits example needs the 'lits' e
 
 from examples.lits import lesions  # noqa: E402
 from examples.lits.phantom import BTCV_LABELS  # noqa: E402
-from examples.lits.prepare import PrepareError, load_nifti, prepare, read_manifest  # noqa: E402
+from examples.lits.cases import PrepareError, load_nifti  # noqa: E402
+from examples.lits.dataset import read_manifest  # noqa: E402
+from examples.lits.prepare import prepare  # noqa: E402
 
 SMALL = ("small", "medium")  # the phantom's liver (~10 mm deep) has no room for a large lesion
 

@@ -14,21 +14,14 @@ from hypothesis import strategies as st
 
 nib = pytest.importorskip("nibabel", reason="the lits example needs the 'lits' extra (nibabel)")
 
-from examples.lits import preprocess  # noqa: E402
+from examples.lits import preprocess, volumes  # noqa: E402
 from examples.lits.phantom import make_case, reorient  # noqa: E402
-from examples.lits.prepare import (  # noqa: E402
-    PrepareConfig,
-    PrepareError,
-    add_arguments,
-    equalize_masked,
-    load_nifti,
-    load_prepared_volume,
-    main,
-    prepare,
-    preprocess_volume,
-    read_manifest,
-    restore_volume,
-)
+from examples.lits.cases import PrepareError, load_nifti  # noqa: E402
+from examples.lits.dataset import read_manifest  # noqa: E402
+from examples.lits.prepare import add_arguments, main, prepare  # noqa: E402
+from examples.lits.preprocess import PrepareConfig, equalize_masked, preprocess_volume, restore_volume  # noqa: E402
+from examples.lits.volumes import load_prepared_volume  # noqa: E402
+from pseudoanomaly.io import atomic_write  # noqa: E402
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -317,7 +310,7 @@ def test_an_exception_mid_write_leaves_no_partial_file(lits_phantom, tmp_path, m
             raise KeyboardInterrupt
         np.savez_compressed(fileobj, **arrays)
 
-    monkeypatch.setattr(preprocess, "_write_npz", write_then_fail)
+    monkeypatch.setattr(volumes, "_write_npz", write_then_fail)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         prepare("lits", lits_phantom.lits_root, out, progress=False)
@@ -339,7 +332,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        preprocess.atomic_write(target, fail)
+        atomic_write(target, fail)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
 
 
@@ -470,8 +463,9 @@ def _prepare_args(*flags):
 
 
 def test_the_cli_defaults_to_the_cpu_preset_that_train_defaults_to():
-    from examples.lits.prepare import PREPARE_PRESETS, config_from_args
-    from examples.lits.train import PRESETS
+    from examples.lits.prepare import config_from_args
+    from examples.lits.preprocess import PREPARE_PRESETS
+    from examples.lits.settings import PRESETS
 
     config = config_from_args(_prepare_args())
     assert config == PREPARE_PRESETS["cpu"] and config.size == PRESETS["cpu"].size
