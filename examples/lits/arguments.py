@@ -8,7 +8,9 @@ import math
 
 import torch
 
-__all__ = ["positive_int", "non_negative_float", "device", "check_device", "missing_layout_inputs"]
+__all__ = [
+    "positive_int", "non_negative_float", "device", "check_device", "missing_layout_inputs", "add_inference_arguments",
+]
 
 
 def positive_int(text: str) -> int:
@@ -61,6 +63,13 @@ def device(text: str) -> str:
         return check_device(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser, batch_size: int) -> None:
+    """``--device`` and ``--batch-size`` (default ``batch_size``) of the commands that apply a trained run."""
+    parser.add_argument("--device", type=device, default="auto", help="auto (default), cpu, cuda, ...")
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size,
+                        help="slices per forward pass (default: %(default)s)")
 
 
 def missing_layout_inputs(args: argparse.Namespace) -> str | None:

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from pseudoanomaly.io import atomic_write
 
-from .cases import PrepareError, file_checksum
+from .cases import PrepareError
 from .volumes import load_prepared_volume
 
 __all__ = [
@@ -238,10 +238,11 @@ def load_prepared(
             continue
         path = directory / entries[name]["file"]
         expected = entries[name].get("file_sha256")
-        if expected is not None and path.is_file() and file_checksum(path) != expected:
+        content = path.read_bytes() if path.is_file() else None  # read once: checked, then decoded
+        if expected is not None and content is not None and hashlib.sha256(content).hexdigest() != expected:
             raise ValueError(f"{path}: its checksum differs from the one in {directory / MANIFEST} (the file was "
                              "changed, truncated or swapped after prepare); run prepare again")
-        volume = load_prepared_volume(path)
+        volume = load_prepared_volume(path, content)
         if len(volume.images) != counts[ci]:
             raise ValueError(f"{directory / entries[name]['file']}: {len(volume.images)} slices, the manifest says "
                              f"{counts[ci]}; run prepare again")

@@ -22,8 +22,7 @@ from torch import Tensor
 from pseudoanomaly.metrics import best_dice_oracle, dice_per_volume
 
 from . import report
-from .arguments import device as device_arg
-from .arguments import positive_int
+from .arguments import add_inference_arguments
 from .dataset import load_slices
 from .locking import writes_folder
 from .runs import HISTORY_FILE, INFER_BATCH, load_run, pick_device, write_json
@@ -136,8 +135,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by train")
     parser.add_argument("--data", type=Path, required=True, help="prepared tumor slices (prepare --layout lits)")
     parser.add_argument("--out", type=Path, required=True, help="report folder to write")
-    parser.add_argument("--device", type=device_arg, default="auto", help="auto (default), cpu, cuda, ...")
-    parser.add_argument("--batch-size", type=positive_int, default=INFER_BATCH, help="slices per forward pass")
+    add_inference_arguments(parser, INFER_BATCH)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -50,6 +50,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from pseudoanomaly.io import atomic_path
+
 BTCV_LABELS = {"spleen": 1, "right_kidney": 2, "left_kidney": 3, "liver": 6, "aorta": 8, "ivc": 9}
 LITS_LIVER, LITS_TUMOR = 1, 2
 BTCV_AXCODES = ("L", "P", "S")
@@ -213,7 +215,8 @@ def _save(array: np.ndarray, affine: np.ndarray, axcodes: Sequence[str], path: P
     data, aff = reorient(array, affine, axcodes)
     image = nib.Nifti1Image(data, aff)
     image.header.set_xyzt_units("mm")
-    nib.save(image, path)
+    with atomic_path(path, suffix=".nii.gz" if path.name.endswith(".gz") else ".nii") as tmp:
+        nib.save(image, tmp)
 
 
 def _draw_patient(rng: np.random.Generator) -> dict:

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from pseudoanomaly.io import atomic_write
+
 __all__ = ["PAPER_DICE", "write_markdown", "pick_examples", "liver_box", "plot_examples", "plot_history"]
 
 # Zhang, Deng & Li, SASHIMI 2023, Table 1: Dice (%) on LiTS after training on healthy BTCV livers.
@@ -97,7 +99,8 @@ def write_markdown(path: Path, metrics: dict[str, Any], figures: Sequence[str] =
         lines += ["", "**Warnings**", ""] + [f"- {w}" for w in metrics["warnings"]]
     for name in figures:
         lines += ["", f"![{name}]({name})"]
-    path.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
     return path
 
 
@@ -170,7 +173,7 @@ def plot_examples(
         axes[r, 0].set_ylabel(titles[r], fontsize=8)
     fig.suptitle("Test slices from easy to hard (cyan: prediction > 0.5, green: tumor)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     return path
 
@@ -199,6 +202,6 @@ def plot_history(path: Path, history: Sequence[dict[str, Any]]) -> Path | None:
     ax.legend(loc="lower right")
     ax.set_title("Validation during the segmentation phase", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     return path

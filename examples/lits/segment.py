@@ -28,8 +28,7 @@ import torch.nn.functional as F
 
 from pseudoanomaly.io import atomic_path
 
-from .arguments import device as device_arg
-from .arguments import positive_int
+from .arguments import add_inference_arguments
 from .cases import check_hounsfield, check_label_map, load_nifti
 from .dataset import resize_slices
 from .preprocess import PrepareConfig, preprocess_volume, restore_volume
@@ -142,8 +141,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", type=Path, required=True, help="CT volume in HU (.nii or .nii.gz)")
     parser.add_argument("--liver", type=Path, required=True, help="its liver mask (.nii or .nii.gz)")
     parser.add_argument("--out", type=Path, required=True, help="probability map to write (.nii or .nii.gz)")
-    parser.add_argument("--device", type=device_arg, default="auto", help="auto (default), cpu, cuda, ...")
-    parser.add_argument("--batch-size", type=positive_int, default=INFER_BATCH, help="slices per forward pass")
+    add_inference_arguments(parser, INFER_BATCH)
 
 
 def main(args: argparse.Namespace) -> int:

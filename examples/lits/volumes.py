@@ -9,6 +9,7 @@ crop boxes ``(row0, row1, col0, col1)`` in the radiological slice frame, ``sourc
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 import zlib
@@ -112,18 +113,19 @@ def save_prepared_volume(path: str | os.PathLike, volume: PreparedVolume) -> Non
     atomic_write(Path(path), lambda f: _write_npz(f, arrays))
 
 
-def load_prepared_volume(path: str | os.PathLike) -> PreparedVolume:
+def load_prepared_volume(path: str | os.PathLike, content: bytes | None = None) -> PreparedVolume:
     """Read a file written by :func:`save_prepared_volume`.
 
     Args:
         path: the ``.npz`` file.
+        content: its bytes, when the caller has read them already (they are decoded instead of the file).
 
     Returns:
         The prepared volume (images back in float32 [0, 1]).
     """
     try:
         # allow_pickle=False: an object array would run code from the file when loaded
-        with np.load(path, allow_pickle=False) as f:
+        with np.load(path if content is None else io.BytesIO(content), allow_pickle=False) as f:
             version = int(f["version"])
             if version != VOLUME_FORMAT_VERSION:
                 raise ValueError(f"{path}: prepared-volume format version {version}, this code reads "
