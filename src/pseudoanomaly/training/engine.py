@@ -37,7 +37,7 @@ from .checkpoint import CHECKPOINT_FORMAT, atomic_save, load_checkpoint, load_st
 from .config import TrainerConfig
 from .distributed import rank_and_world_size, resolve_device
 from .evaluation import evaluate_segmenter
-from ._rng import capture_global_rng, derive_seed, restore_global_rng
+from ._seeds import capture_global_rng, derive_seed, restore_global_rng
 from .sampler import SeededBatchSampler
 
 __all__ = ["Trainer", "Phase", "NonFiniteLossError", "CHECKPOINT_NAME", "LOG_NAME"]

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Sampler
 
 from .._checks import check_int_at_least
-from ._rng import derive_seed
+from ._seeds import derive_seed
 
 __all__ = ["SeededBatchSampler"]
 
