@@ -19,7 +19,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,6 +37,7 @@ from .checkpoint import CHECKPOINT_FORMAT, atomic_save, load_checkpoint, load_st
 from .config import TrainerConfig
 from .distributed import rank_and_world_size, resolve_device
 from .evaluation import evaluate_segmenter
+from .optim import make_optimizer, make_scheduler
 from ._seeds import capture_global_rng, derive_seed, restore_global_rng
 from .sampler import SeededBatchSampler
 
@@ -296,8 +297,8 @@ class Trainer:
         params = [p for net in phase.trainable for p in net.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"phase {phase.name!r} has no parameters with requires_grad=True to train")
-        optimizer = _make_optimizer(self.config, params)
-        return optimizer, _make_scheduler(self.config, optimizer, total)
+        optimizer = make_optimizer(self.config, params)
+        return optimizer, make_scheduler(self.config, optimizer, total)
 
     def _train_step(
         self,
@@ -471,31 +472,6 @@ def _synthesis_fn(synthesis: object) -> Synthesize:
             f"masks), like a pseudoanomaly.PseudoAnomaly; got {type(synthesis).__name__}"
         )
     return synthesis
-
-
-def _make_optimizer(cfg: TrainerConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-def _make_scheduler(cfg: TrainerConfig, optimizer: torch.optim.Optimizer, total: int) -> Any:
-    """A per-step LambdaLR (its state_dict is plain data), or ``None`` for a constant lr."""
-    if cfg.scheduler == "none":
-        return None
-    if cfg.scheduler == "multistep":
-        steps = [int(m * total) for m in cfg.milestones]
-
-        def factor(step: int) -> float:
-            return cfg.gamma ** sum(step >= s for s in steps)
-    else:
-
-        def factor(step: int) -> float:
-            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _mean(window: list[dict[str, float]], key: str) -> float:
