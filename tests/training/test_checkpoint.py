@@ -197,3 +197,51 @@ def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
         atomic_save({"a": Unpicklable()}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+# -- the layout of a trainer's checkpoint (training_state / read_training_state) --------------------------------
+
+
+def _layout_state(toy, **overrides):
+    from pseudoanomaly.training.checkpoint import training_state
+
+    rest, seg = toy.nets()
+    rng = {"torch": {"cpu": torch.get_rng_state(), "cuda": None}, "synthesis": torch.Generator().get_state()}
+    fields = dict(trainer="TwoPhaseTrainer", config=toy.two_phase(), phase=0, phase_name="restoration", step=6,
+                  steps_per_epoch=4, world_size=1, models={"restoration": rest, "segmentation": seg},
+                  optimizer=None, scheduler=None, rng=[rng], history=[])
+    return training_state(**{**fields, **overrides})
+
+
+def test_training_state_layout(toy):
+    state = _layout_state(toy)
+    assert list(state) == ["format", "trainer", "config", "progress", "models", "optimizer", "scheduler", "rng",
+                           "history"]
+    assert state["progress"] == {"phase": 0, "phase_name": "restoration", "step": 6, "epoch": 1, "batch": 2,
+                                 "steps_per_epoch": 4, "world_size": 1}
+    assert state["rng"]["data_order"] == {"seed": 0, "phase": 0, "epoch": 1, "batch": 2}
+    assert list(state["models"]) == ["restoration", "segmentation"]
+    assert _layout_state(toy, max_steps={"restoration": 6})["progress"]["max_steps"] == {"restoration": 6}
+
+
+def test_read_training_state_round_trips_and_names_what_differs(toy, tmp_path):
+    from pseudoanomaly.training.checkpoint import read_training_state
+
+    path = atomic_save(_layout_state(toy, max_steps=6), tmp_path / "checkpoint.pt")
+    expect = dict(trainer="TwoPhaseTrainer", config=toy.two_phase(), steps_per_epoch=4, world_size=1, max_steps=6)
+    saved = read_training_state(path, **expect)
+    assert saved["progress"]["step"] == 6 and torch.equal(
+        saved["models"]["restoration"]["head.weight"], toy.nets()[0].state_dict()["head.weight"])
+    mismatches = {
+        "trainer": ("JointTrainer", "checkpoint of 'TwoPhaseTrainer'"),
+        "config": (toy.two_phase(lr=1.0), "different config .*lr"),
+        "steps_per_epoch": (5, "4 steps per epoch, this train_data gives 5"),
+        "world_size": (2, "written by 1 processes, this run has 2"),
+        "max_steps": (None, "max_steps=6, this run has max_steps=None"),
+    }
+    for key, (value, message) in mismatches.items():
+        with pytest.raises(ValueError, match=message):
+            read_training_state(path, **{**expect, key: value})
+    incomplete = {k: v for k, v in _layout_state(toy).items() if k != "rng"}
+    with pytest.raises(ValueError, match="incomplete checkpoint: no rng"):
+        read_training_state(atomic_save(incomplete, tmp_path / "incomplete.pt"), **{**expect, "max_steps": None})

@@ -20,10 +20,11 @@ from .ablation import TABLE2_ROWS, AblationRow, ablation_row, table2_rows
 from .checkpoint import atomic_save, load_checkpoint, load_segmenter, save_segmenter
 from .config import JointConfig, TrainerConfig, TwoPhaseConfig
 from .distributed import init_distributed
-from .engine import NonFiniteLossError, Phase, Trainer
 from .evaluation import evaluate_segmenter
 from .joint import JointTrainer
+from .phase import NonFiniteLossError, Phase
 from .sampler import SeededBatchSampler
+from .trainer import Trainer
 from .two_phase import TwoPhaseTrainer
 
 __all__ = [

@@ -15,12 +15,14 @@ row                             trainer      restoration   synthesis
 ==============================  ===========  ============  ==========
 
 NOTE: each trainer keeps its own defaults (joint: DRAEM's 700 epochs, L2 + SSIM, lr steps; two-phase: the
-paper's 200 + 1 epochs, L1); override them with ``row.build(..., **config_fields)``.
+paper's 200 + 1 epochs, L1); override them with ``row.build(..., **config_fields)``, or cap the length of every
+row alike with a step budget: ``row.build(max_steps=...)`` or ``trainer.fit(..., max_steps=...)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,19 +33,16 @@ from .. import presets
 from .._checks import check_choice
 from ..models import ReconstructiveAE, RestorationUNet, SegmentationNet
 from .config import JointConfig, TrainerConfig, TwoPhaseConfig
-from .engine import Trainer
 from .joint import JointTrainer
+from .phase import StepBudget
+from .trainer import Trainer
 from .two_phase import TwoPhaseTrainer
 
 __all__ = ["AblationRow", "TABLE2_ROWS", "table2_rows", "ablation_row"]
 
 RESTORATION_NETS: dict[str, type[nn.Module]] = {"ae": ReconstructiveAE, "unet": RestorationUNet}
-SYNTHESES = ("draem", "zhang2023")
-# Config fields that bound each phase's length, for short runs of any row (``build(max_steps=...)``).
-_STEP_BUDGET_FIELDS: dict[type[Trainer], tuple[str, ...]] = {
-    TwoPhaseTrainer: ("restoration_max_steps", "segmentation_max_steps"),
-    JointTrainer: ("max_steps",),
-}
+SYNTHESES: dict[str, Callable[[], object]] = {"draem": presets.draem, "zhang2023": presets.zhang2023}
+TRAINERS = (TwoPhaseTrainer, JointTrainer)
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class AblationRow:
         >>> row = ablation_row("draem+two_phase")
         >>> small = {"base_width": 2, "channel_multipliers": (1, 2)}
         >>> trainer = row.build(restoration_kwargs=small, segmentation_kwargs=small, max_steps=1, progress=False)
-        >>> type(trainer).__name__, type(trainer.restoration).__name__, trainer.config.segmentation_max_steps
+        >>> type(trainer).__name__, type(trainer.restoration).__name__, trainer.max_steps
         ('TwoPhaseTrainer', 'ReconstructiveAE', 1)
     """
 
@@ -74,8 +73,8 @@ class AblationRow:
 
     def __post_init__(self) -> None:
         check_choice("restoration", self.restoration, tuple(RESTORATION_NETS))
-        check_choice("synthesis", self.synthesis, SYNTHESES)
-        if self.trainer not in _STEP_BUDGET_FIELDS:
+        check_choice("synthesis", self.synthesis, tuple(SYNTHESES))
+        if self.trainer not in TRAINERS:
             raise ValueError(f"trainer must be TwoPhaseTrainer or JointTrainer, got {self.trainer!r}")
         if not isinstance(self.config, self.trainer.config_class):
             raise ValueError(
@@ -88,7 +87,7 @@ class AblationRow:
         *,
         restoration_kwargs: dict[str, Any] | None = None,
         segmentation_kwargs: dict[str, Any] | None = None,
-        max_steps: int | None = None,
+        max_steps: StepBudget = None,
         **config_fields: Any,
     ) -> Trainer:
         """A ready trainer for this row; the nets are initialised from ``config.seed``.
@@ -96,22 +95,20 @@ class AblationRow:
         Args:
             restoration_kwargs: passed to the restoration net's constructor (e.g. ``base_width``).
             segmentation_kwargs: passed to :class:`~pseudoanomaly.models.SegmentationNet`.
-            max_steps: if set, every phase runs exactly this many steps (smoke tests, quick looks).
+            max_steps: the trainer's step budget (its :attr:`~pseudoanomaly.training.Trainer.max_steps`): an int
+                runs every phase exactly this many steps (smoke tests, quick looks), whichever the trainer.
             **config_fields: replace fields of :attr:`config`.
 
         Returns:
             A :class:`TwoPhaseTrainer` or :class:`JointTrainer` with fresh nets and the row's synthesis.
         """
-        if max_steps is not None:
-            config_fields.update({f: max_steps for f in _STEP_BUDGET_FIELDS[self.trainer]})
         config = dataclasses.replace(self.config, **config_fields)
         # Seed the initial weights without touching the caller's global RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             restoration = RESTORATION_NETS[self.restoration](**(restoration_kwargs or {}))
             segmentation = SegmentationNet(**(segmentation_kwargs or {}))
-        synthesis = getattr(presets, self.synthesis)()
-        return self.trainer(restoration, segmentation, synthesis, config)
+        return self.trainer(restoration, segmentation, SYNTHESES[self.synthesis](), config, max_steps=max_steps)
 
 
 def table2_rows() -> dict[str, AblationRow]:

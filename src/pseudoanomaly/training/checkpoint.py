@@ -1,4 +1,5 @@
-"""Checkpoint files: written atomically, read back with ``torch.load(..., weights_only=True)``.
+"""Checkpoint files: written atomically, read back with ``torch.load(..., weights_only=True)``; the layout of a
+trainer's ``checkpoint.pt`` (:func:`training_state` writes it, :func:`read_training_state` checks it for resume).
 
 Everything stored is a tensor, a number, a string, a bool, ``None`` or a list/tuple/dict of those, so no code
 is unpickled on load. A write goes to a temporary file in the same directory that is then ``os.replace``-d
@@ -11,6 +12,7 @@ import os
 import pickle
 import re
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,17 @@ import torch
 from torch import nn
 
 from ..io import atomic_write
+from .config import TrainerConfig
 
-__all__ = ["atomic_save", "load_checkpoint", "save_segmenter", "load_segmenter", "CHECKPOINT_FORMAT"]
+__all__ = [
+    "atomic_save",
+    "load_checkpoint",
+    "save_segmenter",
+    "load_segmenter",
+    "training_state",
+    "read_training_state",
+    "CHECKPOINT_FORMAT",
+]
 
 # Bumped when the layout of a training checkpoint changes incompatibly.
 CHECKPOINT_FORMAT = 1
@@ -185,3 +196,114 @@ def load_state_dict_checked(module: nn.Module, state: object, path: str | os.Pat
         raise ValueError(f"{where} does not match the {type(module).__name__}: unexpected key {unexpected[0]!r} "
                          "(another architecture?)")
     module.load_state_dict(state)
+
+
+# The keys of a trainer's checkpoint besides "format" and "trainer", in the order written.
+TRAINING_STATE_KEYS = ("config", "progress", "models", "optimizer", "scheduler", "rng", "history")
+
+
+def training_state(
+    *,
+    trainer: str,
+    config: TrainerConfig,
+    phase: int,
+    phase_name: str,
+    step: int,
+    steps_per_epoch: int,
+    world_size: int,
+    models: Mapping[str, nn.Module],
+    optimizer: torch.optim.Optimizer | None,
+    scheduler: Any,
+    rng: Sequence[Mapping[str, Any]],
+    history: list[dict[str, Any]],
+    max_steps: int | Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """The content of a trainer's ``checkpoint.pt`` after ``step`` steps of phase number ``phase``.
+
+    Args:
+        trainer: class name of the trainer; :func:`read_training_state` accepts only the same one.
+        config: the run's config (stored with :meth:`~pseudoanomaly.training.TrainerConfig.to_dict`).
+        phase: index of the phase to continue (``len(phases)`` once training is done).
+        phase_name: its name (``"done"`` once training is done).
+        step: steps of that phase already taken.
+        steps_per_epoch: batches per epoch of the training data.
+        world_size: number of processes.
+        models: name -> net whose ``state_dict`` is stored (``restoration`` and ``segmentation``).
+        optimizer: the phase's optimizer, or ``None`` between phases (the next phase starts a fresh one).
+        scheduler: its lr scheduler, or ``None``.
+        rng: one ``{"torch": ..., "synthesis": ...}`` RNG state per process, in rank order.
+        history: the evaluation history so far.
+        max_steps: the step budget of ``fit``, stored only when set (see
+            :meth:`~pseudoanomaly.training.Trainer.fit`).
+
+    Returns:
+        ``{"format", "trainer", "config", "progress", "models", "optimizer", "scheduler", "rng", "history"}``:
+        plain data and tensors only, for :func:`atomic_save`.
+    """
+    epoch, batch = divmod(step, steps_per_epoch)
+    progress = {"phase": phase, "phase_name": phase_name, "step": step, "epoch": epoch, "batch": batch,
+                "steps_per_epoch": steps_per_epoch, "world_size": world_size}
+    if max_steps is not None:  # absent, not None, when unset: checkpoints of runs without a budget keep their layout
+        progress["max_steps"] = dict(max_steps) if isinstance(max_steps, Mapping) else max_steps
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "trainer": trainer,
+        "config": config.to_dict(),
+        "progress": progress,
+        "models": {name: net.state_dict() for name, net in models.items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        # The data order needs no state of its own: it is a function of these numbers (see SeededBatchSampler).
+        "rng": {"torch": [r["torch"] for r in rng], "synthesis": [r["synthesis"] for r in rng],
+                "data_order": {"seed": config.seed, "phase": phase, "epoch": epoch, "batch": batch}},
+        "history": history,
+    }
+
+
+def read_training_state(
+    path: str | os.PathLike[str],
+    *,
+    trainer: str,
+    config: TrainerConfig,
+    steps_per_epoch: int,
+    world_size: int,
+    max_steps: int | Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """Load a trainer's checkpoint and check that this run can resume from it.
+
+    Args:
+        path: a ``checkpoint.pt`` written from :func:`training_state`.
+        trainer, config, steps_per_epoch, world_size, max_steps: those of the resuming run; each must match the
+            checkpoint's (the config except its output settings,
+            :meth:`~pseudoanomaly.training.TrainerConfig.trajectory_diff`), or the run would not continue the same
+            trajectory.
+
+    Returns:
+        The stored dict (layout in :func:`training_state`).
+
+    Raises:
+        ValueError: naming ``path`` and what differs, or what is missing.
+    """
+    saved = load_checkpoint(path)
+    where = f"resume={str(path)!r}"
+    if saved.get("format") != CHECKPOINT_FORMAT or saved.get("trainer") != trainer:
+        raise ValueError(f"{where} is a checkpoint of {saved.get('trainer')!r} (format {saved.get('format')}), "
+                         f"not of {trainer} (format {CHECKPOINT_FORMAT})")
+    missing = [k for k in TRAINING_STATE_KEYS if k not in saved]
+    if missing:
+        raise ValueError(f"{where} is an incomplete checkpoint: no {', '.join(missing)}")
+    diff = config.trajectory_diff(saved["config"])
+    if diff:
+        detail = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"{where} was written with a different config ({detail})")
+    progress = saved["progress"]
+    if progress["steps_per_epoch"] != steps_per_epoch:
+        raise ValueError(f"{where} was trained with {progress['steps_per_epoch']} steps per epoch, this train_data "
+                         f"gives {steps_per_epoch}: the data order would not match")
+    if progress["world_size"] != world_size:
+        raise ValueError(f"{where} was written by {progress['world_size']} processes, this run has {world_size}")
+    budget = dict(max_steps) if isinstance(max_steps, Mapping) else max_steps
+    if progress.get("max_steps") != budget:
+        raise ValueError(f"{where} was trained with max_steps={progress.get('max_steps')!r}, this run has "
+                         f"max_steps={budget!r}: pass fit the same step budget, or the phase lengths would differ")
+    return saved

@@ -12,8 +12,11 @@ import os
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["init_distributed", "rank_and_world_size", "resolve_device"]
+__all__ = ["init_distributed", "rank_and_world_size", "process_device", "resolve_device", "gather", "average_over_processes",
+           "data_parallel"]
 
 
 def init_distributed(backend: str | None = None) -> bool:
@@ -50,8 +53,9 @@ def rank_and_world_size() -> tuple[int, int]:
     return 0, 1
 
 
-def resolve_device(device: str) -> torch.device:
-    """``torch.device(device)``, with a bare ``"cuda"`` meaning this process's GPU (``LOCAL_RANK``) under torchrun.
+def process_device(device: str) -> torch.device:
+    """The ``torch.device`` this process trains on for ``config.device``: a bare ``"cuda"`` means this process's
+    GPU (``cuda:LOCAL_RANK``) under torchrun.
 
     An unknown device, or a CUDA device this machine does not have, raises ``ValueError`` naming it here rather
     than deep inside the first ``.to(device)``.
@@ -70,3 +74,31 @@ def resolve_device(device: str) -> torch.device:
     if resolved.type == "cuda" and resolved.index is None and dist.is_available() and dist.is_initialized():
         resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return resolved
+
+
+# The name before process_device; kept for code that imports it.
+resolve_device = process_device
+
+
+def gather(obj: object, world_size: int) -> list[object]:
+    """``obj`` of every process, in rank order (collective: every process must call it); ``[obj]`` alone."""
+    if world_size == 1:
+        return [obj]
+    gathered: list[object] = [None] * world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def average_over_processes(tensor: torch.Tensor, world_size: int) -> torch.Tensor:
+    """The mean of ``tensor`` over the processes, in place (collective); ``tensor`` itself alone."""
+    if world_size > 1:
+        dist.all_reduce(tensor)
+        tensor /= world_size
+    return tensor
+
+
+def data_parallel(module: nn.Module, device: torch.device, world_size: int) -> nn.Module:
+    """``module`` wrapped in ``DistributedDataParallel`` when there are several processes, else ``module``."""
+    if world_size == 1:
+        return module
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)

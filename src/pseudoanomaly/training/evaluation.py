@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from ..metrics import auroc, dice
 from .batches import check_map_dataset, unpack_eval_batch
 
-__all__ = ["evaluate_segmenter", "EVAL_THRESHOLD"]
+__all__ = ["evaluate_segmenter", "evaluation_due", "EVAL_THRESHOLD"]
 
 # Dice of the map binarized at 0.5: the segmentation net's softmax decision boundary.
 EVAL_THRESHOLD = 0.5
@@ -66,3 +66,20 @@ def evaluate_segmenter(
     two_classes = bool(pixel_labels.any()) and not bool(pixel_labels.all())
     result["auroc"] = float(auroc(pixel_scores, pixel_labels)) if two_classes else float("nan")
     return result
+
+
+def evaluation_due(step: int, steps_per_epoch: int, total: int, every: int, unit: str) -> bool:
+    """Whether a phase of ``total`` steps evaluates after ``step`` steps: at its end, and every ``every``
+    ``unit`` (``"step"`` or ``"epoch"``; ``every=0``: only at the end).
+
+    Example:
+        >>> [s for s in range(1, 9) if evaluation_due(s, steps_per_epoch=2, total=8, every=2, unit="epoch")]
+        [4, 8]
+    """
+    if step == total:
+        return True
+    if every == 0:
+        return False
+    if unit == "step":
+        return step % every == 0
+    return step % steps_per_epoch == 0 and (step // steps_per_epoch) % every == 0

@@ -12,9 +12,11 @@ training.
 
 from __future__ import annotations
 
+from .. import presets
 from .config import JointConfig
-from .engine import Phase, Trainer
 from .objectives import JointObjective
+from .phase import Phase
+from .trainer import Trainer
 
 __all__ = ["JointTrainer"]
 
@@ -48,7 +50,7 @@ class JointTrainer(Trainer):
     """
 
     config_class = JointConfig
-    default_synthesis = "draem"
+    default_synthesis = staticmethod(presets.draem)
     config: JointConfig
 
     def build_phases(self) -> list[Phase]:

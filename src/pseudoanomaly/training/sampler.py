@@ -9,12 +9,12 @@ single process would. A ``start`` batch lets a resumed run skip what it already 
 from __future__ import annotations
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from .._checks import check_int_at_least
-from ._rng import derive_seed
+from ._seeds import derive_seed
 
-__all__ = ["SeededBatchSampler"]
+__all__ = ["SeededBatchSampler", "epoch_loader", "steps_in_an_epoch"]
 
 
 class SeededBatchSampler(Sampler[list[int]]):
@@ -66,3 +66,33 @@ class SeededBatchSampler(Sampler[list[int]]):
         for b in range(self.start, self.batches_per_epoch()):
             batch = order[b * self.batch_size : (b + 1) * self.batch_size]
             yield batch[self.rank :: self.world_size].tolist()
+
+
+def steps_in_an_epoch(size: int, batch_size: int, world_size: int = 1) -> int:
+    """Full global batches in ``size`` samples: the steps of an epoch (the last incomplete batch is dropped).
+
+    Raises:
+        ValueError: when ``batch_size`` is not divisible by ``world_size``, or ``size < batch_size``.
+    """
+    if batch_size % world_size:
+        raise ValueError(f"batch_size must be divisible by the world size {world_size}, got {batch_size}")
+    if size < batch_size:
+        raise ValueError(f"train_data has {size} samples, fewer than batch_size={batch_size}")
+    return size // batch_size
+
+
+def epoch_loader(
+    data: object, batch_size: int, seed: int, phase: int, epoch: int, start: int, rank: int, world_size: int,
+    num_workers: int = 0, pin_memory: bool = False,
+) -> DataLoader:
+    """The batches of epoch ``epoch`` of phase number ``phase`` from batch ``start`` on, for process ``rank``.
+
+    The order comes from :class:`SeededBatchSampler` seeded from ``(seed, phase)``; worker processes get a seed
+    from ``(seed, phase, epoch, rank)``.
+    """
+    sampler = SeededBatchSampler(len(data), batch_size, seed=derive_seed(seed, "data", phase), epoch=epoch,
+                                 start=start, rank=rank, world_size=world_size)
+    # An explicit generator keeps the loader from drawing its worker seed from torch's global RNG.
+    workers = torch.Generator().manual_seed(derive_seed(seed, "workers", phase, epoch, rank))
+    return DataLoader(data, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
+                      generator=workers)

@@ -11,9 +11,11 @@ those are the :class:`~pseudoanomaly.training.TwoPhaseConfig` defaults.
 
 from __future__ import annotations
 
+from .. import presets
 from .config import TwoPhaseConfig
-from .engine import Phase, Trainer
 from .objectives import RestorationObjective, SegmentationObjective
+from .phase import Phase
+from .trainer import Trainer
 
 __all__ = ["TwoPhaseTrainer"]
 
@@ -46,7 +48,7 @@ class TwoPhaseTrainer(Trainer):
     """
 
     config_class = TwoPhaseConfig
-    default_synthesis = "zhang2023"
+    default_synthesis = staticmethod(presets.zhang2023)
     config: TwoPhaseConfig
 
     def build_phases(self) -> list[Phase]:

@@ -1,8 +1,10 @@
-"""Seeds derived from the run's seed, and capture/restore of the random states a checkpoint must hold.
+"""A training run's seeds and RNG states: seeds derived from ``config.seed``, and capture/restore of torch's
+global RNG states that a checkpoint must hold.
 
 Every random stream of a run (the data order of each epoch, the synthesis of each process, torch's global RNG)
 gets its own seed derived from ``config.seed`` and a few keys, so streams never overlap and a resumed run can
-recreate each one exactly.
+recreate each one exactly. (Not to be confused with ``pseudoanomaly._random``, the batched random draws of
+the synthesis.)
 """
 
 from __future__ import annotations
