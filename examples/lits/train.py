@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 import pseudoanomaly
 from pseudoanomaly.training import TwoPhaseTrainer, save_segmenter
@@ -51,24 +50,6 @@ class TrainResult:
     seconds: float = 0.0
     train_slices: int = 0
     warnings: list[str] = field(default_factory=list)
-
-
-class _StopAfter(nn.Module):
-    """Wraps the synthesis; raises :class:`_Stop` at the call that would start step ``limit + 1``."""
-
-    def __init__(self, synthesis: nn.Module, limit: int) -> None:
-        super().__init__()
-        self.synthesis, self.limit, self.calls = synthesis, limit, 0
-
-    def forward(self, images, foreground=None, generator=None):
-        if self.calls >= self.limit:
-            raise _Stop
-        self.calls += 1
-        return self.synthesis(images, foreground, generator=generator)
-
-
-class _Stop(Exception):
-    pass
 
 
 # ------------------------------------------------------------------------------------------------ command
@@ -139,8 +120,7 @@ def train(
         run.root.mkdir(parents=True, exist_ok=True)
         write_json(run.config, record)
 
-    trainer = TwoPhaseTrainer(restoration, segmentation,
-                              synthesis if stop_after is None else _StopAfter(synthesis, stop_after), config)
+    trainer = TwoPhaseTrainer(restoration, segmentation, synthesis, config)
     result = TrainResult(run=run, completed=False, train_slices=len(prepared))
     if bool(prepared.tumor.any()):
         result.warnings.append(f"{data}: the training slices hold tumor labels; the method expects healthy livers "
@@ -150,10 +130,9 @@ def train(
         result.warnings.append(f"{data}: prepared with {mismatch}, not as prepare's {preset!r} preset that goes "
                                f"with train's; run prepare --preset {preset} for this preset's intended data")
     train_set = prepared.train_dataset()
-    try:
-        history = trainer.fit(train_set, None if val_set is None else val_set.eval_dataset(),
-                              resume=run.checkpoint if resume else None)
-    except _Stop:
+    history = trainer.fit(train_set, None if val_set is None else val_set.eval_dataset(),
+                          resume=run.checkpoint if resume else None, stop_after=stop_after)
+    if trainer.stopped_early:
         result.steps, result.seconds = stop_after, time.perf_counter() - start
         return result
     write_json(run.history, history)

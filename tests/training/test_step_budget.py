@@ -212,3 +212,41 @@ def test_the_engine_module_still_gives_its_names_with_a_deprecation_warning():
     with pytest.raises(AttributeError):
         engine.NotAName  # noqa: B018
     assert isinstance(training.Phase("p", nn.Identity(), ()), training.Phase)
+
+
+@pytest.mark.parametrize("stop_after", [3, 4, 6])  # inside phase 1, at its end (4 steps), inside phase 2
+def test_stop_after_checkpoints_that_step_and_resume_ends_bit_identical(toy, tmp_path, stop_after):
+    def trainer(name):
+        # checkpoint_every=0: the only mid-epoch checkpoint is the one the stop writes
+        config = toy.two_phase(out_dir=str(tmp_path / name), checkpoint_every=0, scheduler="cosine")
+        return TwoPhaseTrainer(*toy.nets(), toy.Synthesis(), config)
+
+    images, val = toy.images(8), toy.validation(2)
+    uninterrupted = trainer("full")
+    full_history = uninterrupted.fit(images, val)
+    assert not uninterrupted.stopped_early
+
+    stopped = trainer("stopped")
+    stopped.fit(images, val, stop_after=stop_after)
+    assert stopped.stopped_early
+    assert sum(_train_steps(tmp_path / "stopped").values()) == stop_after
+    progress = load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["progress"]
+    assert progress["phase"] * 4 + progress["step"] == stop_after  # 4 steps per phase
+
+    resumed = trainer("stopped")
+    assert resumed.fit(images, val, resume=tmp_path / "stopped" / "checkpoint.pt") == full_history
+    assert not resumed.stopped_early
+    _assert_same_weights(resumed, uninterrupted)
+
+
+def test_stop_after_at_the_last_step_is_a_finished_run(toy):
+    trainer = TwoPhaseTrainer(*toy.nets(), toy.Synthesis(), toy.two_phase())
+    trainer.fit(toy.images(8), stop_after=8)
+    assert not trainer.stopped_early
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, True])
+def test_stop_after_must_be_a_positive_integer(toy, value):
+    trainer = TwoPhaseTrainer(*toy.nets(), toy.Synthesis(), toy.two_phase())
+    with pytest.raises(ValueError, match=f"stop_after must be a positive integer or None, got {value!r}"):
+        trainer.fit(toy.images(8), stop_after=value)

@@ -1,4 +1,5 @@
-"""The batch layouts trainers accept, unpacked into tensors on the training device.
+"""What trainers accept: the batch layouts (unpacked into tensors on the training device), map-style datasets
+and synthesis callables.
 
 Training data holds healthy images only; the trainer synthesizes the anomalies. A training dataset item (and
 so a collated batch) may be:
@@ -13,12 +14,12 @@ label)`` or a dict with keys ``"image"``, ``"label"`` and optionally ``"foregrou
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["unpack_train_batch", "unpack_eval_batch", "check_map_dataset"]
+__all__ = ["unpack_train_batch", "unpack_eval_batch", "check_map_dataset", "check_synthesis"]
 
 
 def check_map_dataset(name: str, data: object) -> None:
@@ -34,6 +35,18 @@ def check_map_dataset(name: str, data: object) -> None:
         )
     if not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
         raise TypeError(f"{name} must be a map-style dataset with __len__ and __getitem__, got {type(data).__name__}")
+
+
+def check_synthesis(synthesis: object) -> Callable[..., tuple[Tensor, Tensor]]:
+    """``synthesis`` if it is callable as ``synthesis(images, foreground=None, generator=None) -> (augmented,
+    masks)`` (a :class:`~pseudoanomaly.PseudoAnomaly`, or any function drawing from ``generator``); else
+    ``TypeError``."""
+    if not callable(synthesis):
+        raise TypeError(
+            "synthesis must be callable as synthesis(images, foreground=None, generator=None) -> (augmented, "
+            f"masks), like a pseudoanomaly.PseudoAnomaly; got {type(synthesis).__name__}"
+        )
+    return synthesis
 
 
 def _as_images(images: object, device: torch.device) -> Tensor:

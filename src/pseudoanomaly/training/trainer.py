@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from .. import presets
 from ..models import AnomalySegmenter
 from ._seeds import capture_global_rng, derive_seed, restore_global_rng
-from .batches import check_map_dataset, unpack_train_batch
+from .batches import check_map_dataset, check_synthesis, unpack_train_batch
 from .checkpoint import atomic_save, load_state_dict_checked, read_training_state, training_state
 from .config import TrainerConfig
 from .distributed import average_over_processes, data_parallel, gather, process_device, rank_and_world_size
@@ -96,7 +96,13 @@ class Trainer:
             raise TypeError(f"config must be a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
         self.restoration, self.segmentation = restoration, segmentation
-        self.synthesis = _default_synthesis(type(self)) if synthesis is None else _checked_synthesis(synthesis)
+        if synthesis is None:
+            factory = type(self).default_synthesis  # off the class: a plain function is not bound to self
+            if not callable(factory):  # e.g. a preset's name, which default_synthesis used to be
+                raise TypeError(f"{type(self).__name__}.default_synthesis must be a function returning a synthesis, "
+                                f"e.g. staticmethod(pseudoanomaly.presets.draem); got {factory!r}")
+            synthesis = factory()
+        self.synthesis = check_synthesis(synthesis)
         self.rank, self.world_size = rank_and_world_size()
         self.device = process_device(config.device)
         self.out_dir = Path(config.out_dir) if config.out_dir is not None else None
@@ -107,6 +113,9 @@ class Trainer:
         self._log = RunLog(self.out_dir / LOG_NAME if self.out_dir is not None and self.rank == 0 else None)
         self._generator: torch.Generator | None = None
         self._budget: StepBudget = None
+        self._steps_left: int | None = None
+        # True when the last fit stopped at its stop_after rather than at the end of training.
+        self.stopped_early = False
 
     def build_phases(self) -> list[Phase]:
         """The phases of this trainer, in order."""
@@ -114,7 +123,8 @@ class Trainer:
 
     # -- public API -----------------------------------------------------------------------------------------
     def fit(self, train_data: object, val_data: object | None = None, *,
-            resume: str | os.PathLike[str] | None = None, max_steps: StepBudget = None) -> list[dict[str, Any]]:
+            resume: str | os.PathLike[str] | None = None, max_steps: StepBudget = None,
+            stop_after: int | None = None) -> list[dict[str, Any]]:
         """Train every phase; return the evaluation history.
 
         A fresh run seeds torch's global RNG (dropout) from ``config.seed``; a resumed one restores it.
@@ -130,6 +140,9 @@ class Trainer:
                 that many steps, ``{phase name: steps}`` the phases it names (details in
                 :mod:`~pseudoanomaly.training.phase`); ``None``: the trainer's :attr:`max_steps`. Checkpoints
                 record it; ``resume`` refuses a different one.
+            stop_after: stop as an interruption would after this many optimizer steps of this call, with a
+                checkpoint of that step (when ``config.out_dir`` is set): :attr:`stopped_early` is then True and
+                ``fit(..., resume=checkpoint)`` continues bit for bit. ``None`` trains to the end.
 
         Returns:
             ``[{"phase", "epoch", "step", "dice", "auroc"}, ...]`` (rank 0's under ``torch.distributed``).
@@ -140,6 +153,10 @@ class Trainer:
         cfg = self.config
         steps_per_epoch = steps_in_an_epoch(len(train_data), cfg.batch_size, self.world_size)
         self._budget = self.max_steps if max_steps is None else check_step_budget(max_steps, self.phases)
+        if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int)
+                                       or stop_after < 1):
+            raise ValueError(f"stop_after must be a positive integer or None, got {stop_after!r}")
+        self._steps_left, self.stopped_early = stop_after, False
         for net in (self.restoration, self.segmentation, self.synthesis):
             if isinstance(net, nn.Module):
                 net.to(self.device)
@@ -159,9 +176,16 @@ class Trainer:
             if index < start_phase:
                 continue
             total = phase_length(phase, steps_per_epoch, self._budget)
+            if self._steps_left == 0 and total > 0:  # the stop fell on the end of the previous phase
+                self.stopped_early = True
+                break
             resumed = saved if index == start_phase and start_step > 0 else None
-            self._run_phase(index, phase, total, train_data, val_data, steps_per_epoch,
-                            start_step if resumed else 0, resumed)
+            try:
+                self._run_phase(index, phase, total, train_data, val_data, steps_per_epoch,
+                                start_step if resumed else 0, resumed)
+            except _StopRequested:
+                self.stopped_early = True
+                break
         return self.history
 
     def export(self) -> AnomalySegmenter:
@@ -201,12 +225,16 @@ class Trainer:
                     if phase.evaluates and val_data is not None and evaluation_due(
                             step, steps_per_epoch, total, self.config.eval_every, self.config.eval_unit):
                         self._evaluate(phase.name, step, steps_per_epoch, val_data)
+                    if self._steps_left is not None:
+                        self._steps_left -= 1
                     if step == total:
                         break
                     epoch_end = step % steps_per_epoch == 0
                     every = self.config.checkpoint_every
-                    if epoch_end or (every and step % every == 0):
+                    if epoch_end or (every and step % every == 0) or self._steps_left == 0:
                         self._save(index, step, steps_per_epoch, optimizer, scheduler)
+                    if self._steps_left == 0:
+                        raise _StopRequested
         finally:
             if bar is not None:
                 bar.close()
@@ -301,21 +329,8 @@ class Trainer:
         return saved
 
 
-def _default_synthesis(cls: type[Trainer]) -> object:
-    factory = cls.default_synthesis  # read off the class, so that a plain function is not bound to an instance
-    if not callable(factory):  # e.g. a preset's name, which default_synthesis used to be
-        raise TypeError(f"{cls.__name__}.default_synthesis must be a function returning a synthesis, e.g. "
-                        f"staticmethod(pseudoanomaly.presets.draem); got {factory!r}")
-    return _checked_synthesis(factory())
-
-
-def _checked_synthesis(synthesis: object) -> Callable[..., tuple[Tensor, Tensor]]:
-    if not callable(synthesis):
-        raise TypeError(
-            "synthesis must be callable as synthesis(images, foreground=None, generator=None) -> (augmented, "
-            f"masks), like a pseudoanomaly.PseudoAnomaly; got {type(synthesis).__name__}"
-        )
-    return synthesis
+class _StopRequested(Exception):
+    """Raised inside a phase when fit's ``stop_after`` steps are done (after the checkpoint is written)."""
 
 
 def _mean(window: list[dict[str, float]], key: str) -> float:
