@@ -16,6 +16,7 @@ from torch import nn
 
 PUBLIC_MODULES = [
     "pseudoanomaly",
+    "pseudoanomaly.noise",
     "pseudoanomaly.masks",
     "pseudoanomaly.masks.functional",
     "pseudoanomaly.overlays",

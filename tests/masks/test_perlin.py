@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transform_contract import check_mask_contract
 
-from pseudoanomaly.masks import functional
-from pseudoanomaly.masks.functional import fractal_noise, perlin_noise
+from pseudoanomaly import noise
 from pseudoanomaly.masks.perlin import PerlinMask
+from pseudoanomaly.noise import fractal_noise, perlin_noise
 
 seeds = st.integers(0, 2**31 - 1)
 
@@ -160,7 +160,7 @@ def test_batched_noise_equals_one_sample_at_a_time(monkeypatch):
         one = perlin_noise(angles[i : i + 1], res[i : i + 1], 37, 53, rotation[i : i + 1])
         assert torch.equal(one, batch[i : i + 1])
     # on a CPU large batches are evaluated in blocks of samples: the blocks must not change a value
-    monkeypatch.setattr(functional, "_CPU_BLOCK_PIXELS", 2 * 37 * 53)
+    monkeypatch.setattr(noise, "_CPU_BLOCK_PIXELS", 2 * 37 * 53)
     assert torch.equal(perlin_noise(angles, res, 37, 53, rotation), batch)
 
 
