@@ -88,7 +88,7 @@ def check_replay(owner: str, params: dict, batch: int, size: tuple[int, int]) ->
     them), and on another image size would put anomalies drawn for one grid onto another.
     """
     if not isinstance(params, dict):
-        raise TypeError(f"{owner}: params must be the dict of an earlier call (its ._params), got "
+        raise TypeError(f"{owner}: params must be the dict of an earlier call (its .last_params), got "
                         f"{type(params).__name__}")
     rows = {name: p.shape[0] for name, p in params.items() if isinstance(p, Tensor) and p.ndim > 0}
     drawn = next(iter(rows.values()), batch)

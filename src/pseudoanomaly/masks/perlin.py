@@ -88,7 +88,7 @@ class PerlinMask(MaskGenerator):
     Example:
         >>> gen = PerlinMask()
         >>> masks = gen(torch.rand(4, 3, 64, 64), generator=torch.Generator().manual_seed(0))
-        >>> masks.shape, set(gen._params["resolution"].flatten().tolist()) <= {1, 2, 4, 8, 16, 32}
+        >>> masks.shape, set(gen.last_params["resolution"].flatten().tolist()) <= {1, 2, 4, 8, 16, 32}
         (torch.Size([4, 1, 64, 64]), True)
     """
 
