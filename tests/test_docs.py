@@ -27,7 +27,7 @@ API_PAGES = [
     "masks.functional",
     "overlays",
     "presets",
-    "augmentation",
+    "integrations",
     "models",
     "losses",
     "metrics",

@@ -1,7 +1,11 @@
 """The public replay and composition surface: ``last_params`` (and its alias ``_params``), ``generate`` and
-``paint``, and the per-sample gate key ``"applied"`` (and the old ``"batch_prob"`` on replay)."""
+``paint``, the per-sample gate key ``"applied"`` (and the old ``"batch_prob"`` on replay), and the deprecated
+module paths."""
 
 from __future__ import annotations
+
+import importlib
+import warnings
 
 import pytest
 import torch
@@ -121,3 +125,28 @@ def test_oneof_replays_a_plain_callable_that_keeps_only_params():
     assert wrapped.last_params is wrapped.fn._params and wrapped._params is wrapped.last_params
     again, _ = synth(images, fg, params=synth.last_params)
     assert torch.equal(again, out)
+
+
+def test_deprecated_augmentation_module_warns_and_gives_the_same_class():
+    from pseudoanomaly.integrations.kornia import RandomPseudoAnomaly
+
+    with pytest.warns(DeprecationWarning, match="pseudoanomaly.integrations.kornia"):
+        from pseudoanomaly.augmentation import RandomPseudoAnomaly as old
+    assert old is RandomPseudoAnomaly
+    import pseudoanomaly
+
+    with pytest.warns(DeprecationWarning):
+        assert pseudoanomaly.augmentation.RandomPseudoAnomaly is RandomPseudoAnomaly
+    assert pseudoanomaly.integrations.kornia.RandomPseudoAnomaly is RandomPseudoAnomaly
+
+
+def test_deprecated_segmenter_module_warns_and_gives_the_same_class():
+    from pseudoanomaly.models import AnomalySegmenter
+
+    module = importlib.import_module("pseudoanomaly.models.segmenter")
+    with pytest.warns(DeprecationWarning, match="pseudoanomaly.models"):
+        assert module.AnomalySegmenter is AnomalySegmenter
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new homes do not warn
+        from pseudoanomaly.models.anomaly_segmenter import AnomalySegmenter as new
+    assert new is AnomalySegmenter

@@ -119,7 +119,7 @@ def test_draem_preset_is_the_released_configuration():
 
 def test_every_public_transform_constructs_with_no_arguments():
     from pseudoanomaly import masks, overlays
-    from pseudoanomaly.augmentation import RandomPseudoAnomaly
+    from pseudoanomaly.integrations.kornia import RandomPseudoAnomaly
 
     images = torch.rand(2, 1, 32, 32)
     for cls in (masks.BlurredNoiseMask, masks.PerlinMask, masks.BlobMask):
@@ -225,7 +225,9 @@ def test_every_submodule_is_reachable_after_import_pseudoanomaly():
     import sys
 
     code = ("import pseudoanomaly, sys; assert 'pseudoanomaly.lesions' not in sys.modules; "
-            "print(pseudoanomaly.augmentation.RandomPseudoAnomaly.__name__, pseudoanomaly.lesions.LesionSynthesis.__name__)")
+            "assert not [m for m in sys.modules if m.startswith('pseudoanomaly.integrations')]; "
+            "print(pseudoanomaly.integrations.kornia.RandomPseudoAnomaly.__name__, "
+            "pseudoanomaly.lesions.LesionSynthesis.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["RandomPseudoAnomaly", "LesionSynthesis"]
     import pseudoanomaly
