@@ -189,6 +189,14 @@ def test_segmenter_refuses_uint8_images_naming_the_dtype(segmenter):
         segmenter(torch.randint(0, 256, (2, 1, SIZE, SIZE), dtype=torch.uint8))
 
 
+def test_segmenter_refuses_a_meta_or_non_binary_foreground_naming_it(segmenter):
+    images = torch.rand(2, 1, SIZE, SIZE)
+    with pytest.raises(ValueError, match="foreground is a meta tensor"):
+        segmenter(images, torch.empty(2, 1, SIZE, SIZE, device="meta"))
+    with pytest.raises(ValueError, match=r"foreground must be bool or contain only 0 and 1, got values \[2\.0\]"):
+        segmenter(images, torch.full((2, 1, SIZE, SIZE), 2.0))
+
+
 def test_segmenter_refuses_meta_images_and_meta_weights(segmenter):
     with pytest.raises(ValueError, match="images is a meta tensor"):
         segmenter(torch.empty(2, 1, SIZE, SIZE, device="meta"))

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_has_data
+from .._checks import check_foreground, check_int_at_least, check_network_images
 
 __all__ = ["AnomalySegmenter"]
 
@@ -60,17 +60,16 @@ class AnomalySegmenter(nn.Module):
 
     def __init__(self, restoration: nn.Module, segmentation: nn.Module, batch_size: int | None = None) -> None:
         super().__init__()
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                       or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        check_int_at_least("batch_size", batch_size, 1, allow_none=True)
         self.restoration = restoration
         self.segmentation = segmentation
         self.batch_size = batch_size
 
     @torch.no_grad()
     def forward(self, images: Tensor, foreground: Tensor | None = None) -> Tensor:
-        _check_images(images)
-        foreground = _check_foreground(foreground, images)
+        check_network_images(images)
+        # an empty foreground is allowed: that image's map is all 0
+        foreground = check_foreground(foreground, images, allow_empty=True)
         device = next(self.parameters(), images).device
         if device.type == "meta":
             raise ValueError("the networks' weights are meta tensors (no data): load weights before segmenting")
@@ -85,41 +84,6 @@ class AnomalySegmenter(nn.Module):
         restored = self.restoration(images)
         logits = self.segmentation(torch.cat([restored, images], dim=1))  # (B, 2, H, W)
         return logits.softmax(dim=1)[:, 1:]  # (B, 1, H, W)
-
-
-def _check_images(images: object) -> None:
-    """Images the nets can map: a float ``(B, C, H, W)`` tensor with data and finite values.
-
-    One NaN pixel would spread through the convolutions into a NaN map far around it; raise instead.
-    """
-    if not isinstance(images, Tensor) or images.ndim != 4 or len(images) == 0:
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"images must be a non-empty tensor of shape (B, C, H, W), got {shape}")
-    if not images.is_floating_point():
-        raise TypeError(f"images must be a floating-point tensor (e.g. uint8 images as images.float() / 255), got "
-                        f"dtype {images.dtype}")
-    check_has_data(images, "images")
-    bad = int((~torch.isfinite(images)).sum())
-    if bad:
-        raise ValueError(f"images contain {bad} NaN or Inf value(s) (shape {tuple(images.shape)}); each would "
-                         "spread into a NaN region of the map")
-
-
-def _check_foreground(foreground: Tensor | None, images: Tensor) -> Tensor | None:
-    """Foreground as a bool tensor on the images' device; an empty foreground is allowed (the map is all 0)."""
-    if foreground is None:
-        return None
-    b, _, h, w = images.shape
-    if not isinstance(foreground, Tensor) or tuple(foreground.shape) != (b, 1, h, w):
-        shape = tuple(foreground.shape) if isinstance(foreground, Tensor) else type(foreground).__name__
-        raise ValueError(f"foreground must have shape (B, 1, H, W) = {(b, 1, h, w)} to match images, got {shape}")
-    check_has_data(foreground, "foreground")
-    if foreground.dtype != torch.bool:
-        if not bool(((foreground == 0) | (foreground == 1)).all()):
-            raise ValueError(f"foreground must be bool or contain only 0 and 1, got values "
-                             f"{foreground.unique()[:8].tolist()}")
-        foreground = foreground != 0
-    return foreground.to(images.device)
 
 
 @contextmanager
