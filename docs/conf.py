@@ -67,7 +67,7 @@ typehints_defaults = None
 # Methods of the generator/overlay/trainer protocol are documented on the base classes only; subclasses
 # implement them but a user never calls them directly.
 _PROTOCOL_METHODS = {"draw": "MaskGenerator Overlay", "render": "MaskGenerator", "fill": "Overlay",
-                     "build_phases": "Trainer"}
+                     "generate": "MaskGenerator", "paint": "Overlay", "build_phases": "Trainer"}
 
 
 def _skip_member(app, what, name, obj, skip, options):

@@ -141,7 +141,7 @@ def draw_masks(gen: MaskGenerator, image: np.ndarray, liver: np.ndarray, n: int)
         images = torch.from_numpy(image)[None, None].expand(b, 1, SIZE, SIZE)
         fg = torch.from_numpy(liver)[None, None].expand(b, 1, SIZE, SIZE)
         inside.append(gen(images, fg, generator=g).bool())
-        frame.append(gen(images, params=gen._params).bool())  # same parameters, no foreground
+        frame.append(gen(images, params=gen.last_params).bool())  # same parameters, no foreground
     return torch.cat(inside), torch.cat(frame)
 
 

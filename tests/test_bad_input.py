@@ -102,14 +102,14 @@ def test_replay_on_a_bigger_batch_raises_instead_of_leaving_a_sample_normal():
     synth = PseudoAnomaly(p=1.0)
     synth(torch.rand(2, 1, SIZE, SIZE), generator=_seed())
     with pytest.raises(ValueError, match=r"replay.*batch of 2 image\(s\), got 3"):
-        synth(torch.rand(3, 1, SIZE, SIZE), params=synth._params)
+        synth(torch.rand(3, 1, SIZE, SIZE), params=synth.last_params)
 
 
 def test_replay_with_a_gate_on_another_batch_raises():
     synth = PseudoAnomaly(p=0.5)
     synth(torch.rand(4, 1, SIZE, SIZE), generator=_seed(1))
     with pytest.raises(ValueError, match=r"replay.*batch of 4 image\(s\), got 2"):
-        synth(torch.rand(2, 1, SIZE, SIZE), params=synth._params)
+        synth(torch.rand(2, 1, SIZE, SIZE), params=synth.last_params)
 
 
 @pytest.mark.parametrize(
@@ -131,14 +131,14 @@ def test_replay_on_another_batch_or_size_names_both(op, batch, size):
     other = torch.rand(batch, 1, size, size)
     expected = rf"replay.*drawn for a batch of 2 image\(s\) of 32 x 32, got {batch} image\(s\) of {size} x {size}"
     with pytest.raises(ValueError, match=expected):
-        op(other, params=op._params) if is_mask else op(other, _boxes(batch, size), params=op._params)
+        op(other, params=op.last_params) if is_mask else op(other, _boxes(batch, size), params=op.last_params)
 
 
 def test_synthesis_replay_on_another_size_names_both():
     synth = PseudoAnomaly()
     synth(torch.rand(2, 1, SIZE, SIZE), generator=_seed())
     with pytest.raises(ValueError, match=r"replay.*of 32 x 32, got 2 image\(s\) of 64 x 64"):
-        synth(torch.rand(2, 1, 64, 64), params=synth._params)
+        synth(torch.rand(2, 1, 64, 64), params=synth.last_params)
 
 
 # -------------------------------------------------------------------------------------------- metrics
@@ -187,6 +187,14 @@ def test_segmenter_refuses_a_nan_pixel_rather_than_a_nan_map(segmenter):
 def test_segmenter_refuses_uint8_images_naming_the_dtype(segmenter):
     with pytest.raises(TypeError, match=r"floating-point.*torch.uint8"):
         segmenter(torch.randint(0, 256, (2, 1, SIZE, SIZE), dtype=torch.uint8))
+
+
+def test_segmenter_refuses_a_meta_or_non_binary_foreground_naming_it(segmenter):
+    images = torch.rand(2, 1, SIZE, SIZE)
+    with pytest.raises(ValueError, match="foreground is a meta tensor"):
+        segmenter(images, torch.empty(2, 1, SIZE, SIZE, device="meta"))
+    with pytest.raises(ValueError, match=r"foreground must be bool or contain only 0 and 1, got values \[2\.0\]"):
+        segmenter(images, torch.full((2, 1, SIZE, SIZE), 2.0))
 
 
 def test_segmenter_refuses_meta_images_and_meta_weights(segmenter):

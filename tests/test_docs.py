@@ -22,11 +22,12 @@ DOCS = ROOT / "docs"
 # One page per public module, as docs/api/index.rst lists them.
 API_PAGES = [
     "pseudoanomaly",
+    "noise",
     "masks",
     "masks.functional",
     "overlays",
     "presets",
-    "augmentation",
+    "integrations",
     "models",
     "losses",
     "metrics",

@@ -16,11 +16,13 @@ from torch import nn
 
 PUBLIC_MODULES = [
     "pseudoanomaly",
+    "pseudoanomaly.noise",
     "pseudoanomaly.masks",
     "pseudoanomaly.masks.functional",
     "pseudoanomaly.overlays",
     "pseudoanomaly.presets",
-    "pseudoanomaly.augmentation",
+    "pseudoanomaly.integrations",
+    "pseudoanomaly.integrations.kornia",
     "pseudoanomaly.models",
     "pseudoanomaly.losses",
     "pseudoanomaly.metrics",

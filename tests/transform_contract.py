@@ -40,10 +40,10 @@ def check_mask_contract(gen: MaskGenerator, device, size: tuple[int, int] = (64,
         assert torch.equal(images, before), "the generator must not modify its input"
         again = gen(images, fg, generator=torch.Generator(device=device).manual_seed(7))
         assert torch.equal(masks, again), "same seed, same device must give bit-identical masks"
-        replay = gen(images, fg, params=gen._params)
-        assert torch.equal(masks, replay), "replaying gen._params must give the same masks"
+        replay = gen(images, fg, params=gen.last_params)
+        assert torch.equal(masks, replay), "replaying gen.last_params must give the same masks"
         # replay one sample alone: batching must not change a sample's mask
-        one = {k: v[1:2] for k, v in gen._params.items()}
+        one = {k: v[1:2] for k, v in gen.last_params.items()}
         assert torch.equal(gen(images[1:2], fg[1:2], params=one), masks[1:2])
     # without a foreground the masks are still binary and of the right shape
     free = gen(_images(batch, h, w, device), generator=torch.Generator(device=device).manual_seed(3))
@@ -68,7 +68,7 @@ def check_overlay_contract(overlay: Overlay, device, size: tuple[int, int] = (32
         assert bool((out >= lo).all() and (out <= hi).all()), "output must stay in value_range"
         again = overlay(images, masks, generator=torch.Generator(device=device).manual_seed(5))
         assert torch.equal(out, again), "same seed, same device must give bit-identical output"
-        assert torch.equal(overlay(images, masks, params=overlay._params), out), "replay must reproduce"
+        assert torch.equal(overlay(images, masks, params=overlay.last_params), out), "replay must reproduce"
         assert not torch.equal(out, images), "a non-empty mask should change something"
         none = overlay(images, torch.zeros_like(masks), generator=torch.Generator(device=device).manual_seed(5))
         assert torch.equal(none, images), "an all-zero mask must leave the images unchanged"

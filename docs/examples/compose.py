@@ -1,7 +1,7 @@
 import kornia.augmentation as K
 import torch
 from pseudoanomaly import PseudoAnomaly
-from pseudoanomaly.augmentation import RandomPseudoAnomaly
+from pseudoanomaly.integrations.kornia import RandomPseudoAnomaly
 from pseudoanomaly.masks import BlobMask
 from pseudoanomaly.overlays import TextureBlend
 
@@ -15,7 +15,7 @@ augmented, masks = synth(images, foreground, generator=torch.Generator().manual_
 print(f"{int(masks.flatten(1).any(dim=1).sum())} of 16 samples got an anomaly")
 
 # Replay: the same anomalies again, bit for bit.
-again, masks_again = synth(images, foreground, params=synth._params)
+again, masks_again = synth(images, foreground, params=synth.last_params)
 assert torch.equal(again, augmented) and torch.equal(masks_again, masks)
 
 # Inside a Kornia pipeline: the "mask" key receives the anomaly target and moves with later geometric steps.

@@ -5,25 +5,30 @@ Data flow of the method (Zhang, Deng & Li, SASHIMI 2023, built on DRAEM, Zavrtan
     healthy images (B, C, H, W) + foreground (B, 1, H, W)
         -> mask generator   pseudoanomaly.masks     where the anomaly goes    -> masks (B, 1, H, W) in {0, 1}
         -> overlay          pseudoanomaly.overlays  what it looks like        -> augmented images (B, C, H, W)
+           (both draw their random fields from pseudoanomaly.noise, which knows neither)
            (the two together, applied with probability p: PseudoAnomaly; published recipes: presets)
         -> restoration net  pseudoanomaly.models    undoes the anomaly        -> restored images
         -> segmentation net pseudoanomaly.models    compares restored / input -> anomaly map (B, 1, H, W)
         -> metrics          pseudoanomaly.metrics   Dice, AUROC, AP
 
 Everything runs batched on the images' device and draws its randomness from an optional ``torch.Generator``:
-the same seed on the same device gives bit-identical output.
+the same seed on the same device gives bit-identical output. Every one of them keeps the parameters of its last
+call in ``last_params``; passing them back as ``params=`` replays the call exactly.
+
+Adapters to other augmentation libraries live in :mod:`pseudoanomaly.integrations` (Kornia today).
 """
 
 from __future__ import annotations
 
-from . import losses, masks, metrics, models, overlays, presets, training
+from . import losses, masks, metrics, models, noise, overlays, presets, training
 from .synthesis import OneOf, PseudoAnomaly
 
 __version__ = "0.1.0"
 
-# Submodules with heavier dependencies load on first use (``pseudoanomaly.augmentation`` needs Kornia,
-# ``pseudoanomaly.lesions`` SciPy), so ``import pseudoanomaly`` stays light yet every submodule is reachable from it.
-_LAZY_SUBMODULES = ("augmentation", "lesions")
+# Submodules with heavier dependencies load on first use (``pseudoanomaly.integrations.kornia`` needs Kornia's
+# augmentation stack, ``pseudoanomaly.lesions`` SciPy), so ``import pseudoanomaly`` stays light yet every submodule is
+# reachable from it. ``augmentation`` is the deprecated name of ``integrations.kornia``.
+_LAZY_SUBMODULES = ("augmentation", "integrations", "lesions")
 
 
 def __getattr__(name: str):
@@ -39,6 +44,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "PseudoAnomaly",
     "OneOf",
+    "noise",
     "masks",
     "overlays",
     "presets",

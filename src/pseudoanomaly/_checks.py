@@ -18,6 +18,8 @@ ROUNDING_SLACK = 1e-4
 
 __all__ = [
     "check_images",
+    "check_network_images",
+    "check_model_input",
     "check_has_data",
     "check_foreground",
     "check_masks",
@@ -27,6 +29,7 @@ __all__ = [
     "check_non_negative",
     "check_odd_size",
     "check_int_at_least",
+    "check_int_sequence",
     "check_range_pair",
     "check_choice",
     "check_value_range",
@@ -56,6 +59,45 @@ def check_images(images: object, name: str = "images") -> Tensor:
     if not bool(torch.isfinite(images.sum())) and not bool(torch.isfinite(images).all()):
         raise ValueError(f"{name} contains NaN or Inf values ({_describe(images)})")
     return images
+
+
+def check_network_images(images: object, name: str = "images") -> Tensor:
+    """Check images a network can map: a float ``(B, C, H, W)`` tensor with data and finite values; return it.
+
+    One NaN pixel would spread through the convolutions into a NaN map far around it, so the bad values are
+    counted and reported. Unlike :func:`check_images`, only the batch must be non-empty (the network checks
+    channels and sides against its own architecture).
+    """
+    if not isinstance(images, Tensor) or images.ndim != 4 or len(images) == 0:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"{name} must be a non-empty tensor of shape (B, C, H, W), got {shape}")
+    if not images.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor (e.g. uint8 images as images.float() / 255), got "
+                        f"dtype {images.dtype}")
+    check_has_data(images, name)
+    bad = int((~torch.isfinite(images)).sum())
+    if bad:
+        raise ValueError(f"{name} contain {bad} NaN or Inf value(s) (shape {tuple(images.shape)}); each would "
+                         "spread into a NaN region of the map")
+    return images
+
+
+def check_model_input(x: Tensor, channels: int, multiple: int, min_side: int, model: str) -> None:
+    """Raise a ValueError naming the shape unless ``x`` is ``(B, channels, H, W)`` with sides fit for ``model``.
+
+    Sides must be multiples of ``multiple`` (so every downsampling is undone exactly by the decoder) and at
+    least ``min_side``. Only shapes are checked: no value is read, so no device sync.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{model} expects a torch.Tensor of shape (B, {channels}, H, W), got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise ValueError(f"{model} expects input of shape (B, {channels}, H, W), got shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if h % multiple or w % multiple or h < min_side or w < min_side:
+        raise ValueError(
+            f"{model} needs height and width divisible by {multiple} and at least {min_side}, "
+            f"got shape {tuple(x.shape)}"
+        )
 
 
 def check_has_data(x: Tensor, name: str) -> None:
@@ -88,7 +130,7 @@ def check_replay(owner: str, params: dict, batch: int, size: tuple[int, int]) ->
     them), and on another image size would put anomalies drawn for one grid onto another.
     """
     if not isinstance(params, dict):
-        raise TypeError(f"{owner}: params must be the dict of an earlier call (its ._params), got "
+        raise TypeError(f"{owner}: params must be the dict of an earlier call (its .last_params), got "
                         f"{type(params).__name__}")
     rows = {name: p.shape[0] for name, p in params.items() if isinstance(p, Tensor) and p.ndim > 0}
     drawn = next(iter(rows.values()), batch)
@@ -103,11 +145,14 @@ def check_replay(owner: str, params: dict, batch: int, size: tuple[int, int]) ->
         )
 
 
-def check_foreground(foreground: object, images: Tensor, name: str = "foreground") -> Tensor | None:
+def check_foreground(
+    foreground: object, images: Tensor, name: str = "foreground", *, allow_empty: bool = False
+) -> Tensor | None:
     """Check a foreground ``(B, 1, H, W)`` of bools or 0/1 values; return it as bool on ``images.device``.
 
-    Raises if any sample's foreground is empty: a mask generator cannot place an anomaly there, and silently
-    returning an empty mask would hand a "normal" sample to a user who asked for an anomalous one.
+    Raises if any sample's foreground is empty, unless ``allow_empty``: a mask generator cannot place an anomaly
+    there, and silently returning an empty mask would hand a "normal" sample to a user who asked for an
+    anomalous one. (An anomaly map restricted to an empty foreground is simply all 0: segmenters allow it.)
     """
     if foreground is None:
         return None
@@ -118,11 +163,19 @@ def check_foreground(foreground: object, images: Tensor, name: str = "foreground
         raise ValueError(
             f"{name} must have shape (B, 1, H, W) = {(b, 1, h, w)} to match images, got {tuple(foreground.shape)}"
         )
+    check_has_data(foreground, name)
     if foreground.dtype != torch.bool:
-        if foreground.is_complex() or not bool(((foreground == 0) | (foreground == 1)).all()):
+        if foreground.is_complex():
             raise ValueError(f"{name} must be bool or contain only 0 and 1 ({_describe(foreground)})")
+        binary = (foreground == 0) | (foreground == 1)
+        if not bool(binary.all()):
+            values = foreground[~binary].unique()[:8].tolist()
+            raise ValueError(f"{name} must be bool or contain only 0 and 1, got values {values} "
+                             f"({_describe(foreground)})")
         foreground = foreground != 0
     foreground = foreground.to(images.device)
+    if allow_empty:
+        return foreground
     empty = ~foreground.flatten(1).any(dim=1)
     if bool(empty.any()):
         raise ValueError(
@@ -188,11 +241,28 @@ def check_non_negative(name: str, value: object) -> float:
     return v
 
 
-def check_int_at_least(name: str, value: object, minimum: int) -> int:
-    """Check an integer ``>= minimum``."""
+def check_int_at_least(name: str, value: object, minimum: int, *, allow_none: bool = False) -> int | None:
+    """Check an integer ``>= minimum`` (or ``None`` with ``allow_none``)."""
+    if allow_none and value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be an integer >= {minimum}{' or None' if allow_none else ''}, got {value!r}")
     return value
+
+
+def check_int_sequence(name: str, value: object, minimum: int, min_length: int = 1) -> tuple[int, ...]:
+    """Check an iterable of at least ``min_length`` integers, each ``>= minimum``; return them as a tuple."""
+    try:
+        items = None if isinstance(value, str) else tuple(value)  # type: ignore[arg-type]
+    except TypeError:  # not iterable
+        items = None
+    if (
+        items is None
+        or len(items) < min_length
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in items)
+    ):
+        raise ValueError(f"{name} must hold at least {min_length} integer(s) >= {minimum}, got {value!r}")
+    return items
 
 
 def check_odd_size(name: str, value: object) -> int:

@@ -35,7 +35,8 @@ class PseudoAnomaly(nn.Module):
     Returns:
         Calling it returns ``(augmented, masks)``: the images with anomalies painted in (a new tensor; samples
         left normal are unchanged) and the anomaly masks, exactly 0/1 in the images' dtype (all zero for a
-        sample left normal). ``synth._params`` then holds the call's parameters, for replay.
+        sample left normal). ``synth.last_params`` then holds the call's parameters, for replay: ``applied``, the
+        per-sample gate (bool, ``(B,)``), and the ``mask`` and ``overlay`` parameters of the anomalous samples.
 
     Shape:
         - images: :math:`(B, C, H, W)`
@@ -68,7 +69,8 @@ class PseudoAnomaly(nn.Module):
         self.overlay = overlay
         self.p = check_probability("p", p)
         self.same_on_batch = bool(same_on_batch)
-        self._params: Params | None = None
+        #: Parameters of the last call, for replay with ``params=``; ``None`` before the first call.
+        self.last_params: Params | None = None
 
     def forward(
         self,
@@ -84,7 +86,7 @@ class PseudoAnomaly(nn.Module):
                 outside it raise).
             foreground: where anomalies may go (bool or 0/1); ``None`` means anywhere.
             generator: random source on ``images.device``; the same seed gives bit-identical output.
-            params: ``synth._params`` of an earlier call, to replay it exactly.
+            params: ``synth.last_params`` of an earlier call, to replay it exactly.
 
         Returns:
             ``(augmented, masks)``: new images and their anomaly masks (exactly 0/1, in ``images.dtype``).
@@ -103,8 +105,8 @@ class PseudoAnomaly(nn.Module):
             mask_params, overlay_params = params["mask"], params["overlay"]
         chosen = gate.nonzero().flatten()
         if len(chosen) == b:  # every sample anomalous (p = 1, the paper's setting): no gathering needed
-            masks = self.mask._generate(images, fg, generator, mask_params)
-            augmented = self.overlay._paint(images, masks.bool(), generator, overlay_params)
+            masks = self.mask.generate(images, fg, generator, mask_params)
+            augmented = self.overlay.paint(images, masks.bool(), generator, overlay_params)
         else:
             # Only the anomalous samples are synthesized: with p = 0.5 that halves the work.
             masks = torch.zeros_like(images[:, :1])
@@ -112,13 +114,16 @@ class PseudoAnomaly(nn.Module):
             if len(chosen) > 0:
                 sub_images = images[chosen]
                 sub_fg = None if fg is None else fg[chosen]
-                sub_masks = self.mask._generate(sub_images, sub_fg, generator, mask_params)
+                sub_masks = self.mask.generate(sub_images, sub_fg, generator, mask_params)
                 masks[chosen] = sub_masks
-                augmented[chosen] = self.overlay._paint(sub_images, sub_masks.bool(), generator, overlay_params)
+                augmented[chosen] = self.overlay.paint(sub_images, sub_masks.bool(), generator, overlay_params)
         if len(chosen) > 0:
-            mask_params, overlay_params = self.mask._params, self.overlay._params
-        self._params = {"batch_prob": gate, "mask": mask_params, "overlay": overlay_params}
+            mask_params, overlay_params = self.mask.last_params, self.overlay.last_params
+        self.last_params = {GATE_KEY: gate, "mask": mask_params, "overlay": overlay_params}
         return augmented, masks
+
+    # Kornia's name for it (``aug(x, params=aug._params)``), which users were told to use: kept as an alias.
+    _params = property(lambda self: self.last_params, lambda self, value: setattr(self, "last_params", value))
 
     def extra_repr(self) -> str:
         return f"p={self.p}" + (", same_on_batch=True" if self.same_on_batch else "")
@@ -139,7 +144,7 @@ class OneOf(nn.Module):
         weights: relative probabilities of the options (default: equal); they need not sum to 1.
 
     Returns:
-        Calling it returns ``(augmented, masks)`` like :class:`PseudoAnomaly`; ``synth._params`` holds the
+        Calling it returns ``(augmented, masks)`` like :class:`PseudoAnomaly`; ``synth.last_params`` holds the
         per-sample choice and each option's parameters, for replay with ``params=``.
 
     Shape:
@@ -155,7 +160,7 @@ class OneOf(nn.Module):
         >>> augmented, masks = synth(images, generator=torch.Generator().manual_seed(0))
         >>> augmented.shape, masks.shape
         (torch.Size([4, 1, 64, 64]), torch.Size([4, 1, 64, 64]))
-        >>> again, _ = synth(images, params=synth._params)  # replay
+        >>> again, _ = synth(images, params=synth.last_params)  # replay
         >>> torch.equal(again, augmented)
         True
     """
@@ -177,7 +182,8 @@ class OneOf(nn.Module):
             raise ValueError(f"weights must be >= 0 with a positive sum, got {weights}")
         self.syntheses = nn.ModuleList(s if isinstance(s, nn.Module) else _Wrapped(s) for s in syntheses)
         self.weights = tuple(w / sum(weights) for w in weights)
-        self._params: Params | None = None
+        #: Parameters of the last call, for replay with ``params=``; ``None`` before the first call.
+        self.last_params: Params | None = None
 
     def forward(
         self,
@@ -192,7 +198,7 @@ class OneOf(nn.Module):
             images: normal images.
             foreground: where anomalies may go; ``None`` means anywhere.
             generator: random source on ``images.device``; the same seed gives bit-identical output.
-            params: ``synth._params`` of an earlier call, to replay it exactly.
+            params: ``synth.last_params`` of an earlier call, to replay it exactly.
 
         Returns:
             ``(augmented, masks)``.
@@ -221,12 +227,15 @@ class OneOf(nn.Module):
             sub_fg = None if fg is None else fg[rows]
             if params is not None and option_params[k] is None:
                 raise ValueError(f"OneOf: cannot replay option {k} ({type(synth).__name__}): it recorded no "
-                                 "parameters (a synthesis must keep them in ._params to be replayed)")
+                                 "parameters (a synthesis must keep them in .last_params to be replayed)")
             out, sub_masks = synth(images[rows], sub_fg, generator=generator, params=option_params[k])
             augmented[rows], masks[rows] = out, sub_masks.to(masks.dtype)
-            option_params[k] = getattr(synth, "_params", None)
-        self._params = {"choice": choice, "options": option_params}
+            option_params[k] = _recorded_params(synth)
+        self.last_params = {"choice": choice, "options": option_params}
         return augmented, masks
+
+    # Kornia's name for it (``aug(x, params=aug._params)``), which users were told to use: kept as an alias.
+    _params = property(lambda self: self.last_params, lambda self, value: setattr(self, "last_params", value))
 
     def extra_repr(self) -> str:
         return "weights=(" + ", ".join(f"{w:.3g}" for w in self.weights) + ")"
@@ -239,20 +248,36 @@ class _Wrapped(nn.Module):
         self.fn = fn
 
     @property
-    def _params(self):
-        return getattr(self.fn, "_params", None)
+    def last_params(self):
+        return _recorded_params(self.fn)
+
+    _params = last_params  # the name OneOf read before last_params
 
     def forward(self, images, foreground=None, generator=None, params=None):
         return self.fn(images, foreground, generator=generator, params=params)
+
+
+def _recorded_params(synth: object) -> object:
+    """What ``synth`` recorded of its last call: ``last_params``, else ``_params`` (Kornia's name), else ``None``."""
+    params = getattr(synth, "last_params", None)
+    return getattr(synth, "_params", None) if params is None else params
+
+
+# The key of the per-sample gate in PseudoAnomaly's parameters, and its name before 0.1.0 (accepted on replay: a
+# user may have saved parameters under it).
+GATE_KEY, OLD_GATE_KEY = "applied", "batch_prob"
+
+
 def _replayed_gate(params: object, batch: int) -> Tensor:
     """The per-sample gate of replayed ``params``, which must have been drawn for ``batch`` samples."""
-    if not isinstance(params, dict) or not {"batch_prob", "mask", "overlay"} <= set(params):
+    key = OLD_GATE_KEY if isinstance(params, dict) and GATE_KEY not in params else GATE_KEY
+    if not isinstance(params, dict) or not {key, "mask", "overlay"} <= set(params):
         keys = sorted(params) if isinstance(params, dict) else type(params).__name__
-        raise ValueError(f"PseudoAnomaly: params must be synth._params of an earlier call (keys 'batch_prob', "
-                         f"'mask', 'overlay'), got {keys}")
-    gate = params["batch_prob"]
+        raise ValueError(f"PseudoAnomaly: params must be synth.last_params of an earlier call (keys "
+                         f"'{GATE_KEY}', 'mask', 'overlay'), got {keys}")
+    gate = params[key]
     if not isinstance(gate, Tensor) or gate.ndim != 1:
-        raise ValueError(f"PseudoAnomaly: params['batch_prob'] must be a (B,) tensor, got {gate!r}")
+        raise ValueError(f"PseudoAnomaly: params['{key}'] must be a (B,) tensor, got {gate!r}")
     if len(gate) != batch:
         raise ValueError(f"PseudoAnomaly: replayed params were drawn for a batch of {len(gate)} image(s), got "
                          f"{batch}; replay needs the batch of the call that drew them")

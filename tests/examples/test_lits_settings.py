@@ -34,7 +34,7 @@ def test_mixed_synthesis_draws_all_three_families():
     synth = train_settings.mixed_synthesis()
     liver = _liver(32)
     synth(0.5 * liver.float(), liver, generator=torch.Generator().manual_seed(0))
-    assert set(synth._params["choice"].tolist()) == {0, 1, 2}
+    assert set(synth.last_params["choice"].tolist()) == {0, 1, 2}
 
 
 def test_the_paper_preset_keeps_the_papers_synthesis_and_the_cpu_preset_mixes():

@@ -46,7 +46,7 @@ def test_inside_a_foreground_and_never_empty(device, seed, box):
     masks = _masks(gen, 3, 48, 64, device, seed, fg)
     assert not masks[~fg].any()
     assert masks.flatten(1).sum(dim=1).min() > 0  # each centre is a foreground pixel and inside its blob
-    centers = gen._params["center"].long()  # (B, union, slots, 2)
+    centers = gen.last_params["center"].long()  # (B, union, slots, 2)
     assert fg[0, 0][centers[..., 0], centers[..., 1]].all()
 
 
@@ -63,7 +63,7 @@ def test_exact_ellipse_area_without_irregularity(device, seed):
     gen = BlobMask(count=1, radius=(0.08, 0.16), irregularity=0.0)
     images = torch.zeros(8, 1, 160, 160, device=device)
     gen(images, generator=torch.Generator(device=device).manual_seed(seed))
-    params = gen._params
+    params = gen.last_params
     params["center"].fill_(80.0)  # replayed at the image centre, so no ellipse is cut by the border
     masks = gen(images, params=params)
     a, b = params["axes"][:, 0, 0].unbind(-1)  # one blob per mask
@@ -77,7 +77,7 @@ def test_at_most_count_connected_pieces(device, seed, count):
     lo, extra = count
     gen = BlobMask(count=(lo, lo + extra))
     masks = _masks(gen, 4, 96, 96, device, seed).cpu().to(torch.uint8).numpy()
-    drawn = gen._params["valid"].sum(dim=(1, 2)).tolist()
+    drawn = gen.last_params["valid"].sum(dim=(1, 2)).tolist()
     for mask, n_blobs in zip(masks, drawn):
         pieces = cv2.connectedComponents(np.ascontiguousarray(mask[0]), connectivity=8)[0] - 1
         assert 1 <= pieces <= n_blobs <= lo + extra
@@ -98,9 +98,9 @@ def test_irregularity_only_changes_the_outline(device):
     m0 = _masks(ellipse, 6, 64, 64, device, 3)
     m1 = _masks(blob, 6, 64, 64, device, 3)
     for name in ("center", "axes", "angle", "valid"):
-        assert torch.equal(ellipse._params[name], blob._params[name])
+        assert torch.equal(ellipse.last_params[name], blob.last_params[name])
     assert not torch.equal(m0, m1)
-    assert not ellipse._params["outline"].any()
+    assert not ellipse.last_params["outline"].any()
 
 
 def test_same_on_batch_gives_one_mask(device):
@@ -150,7 +150,7 @@ def test_windowed_rendering_equals_the_whole_grid(device, seed, irregularity, sh
     gen = BlobMask(count=(1, 4), radius=(0.05, 0.2), irregularity=irregularity)
     h, w = shape
     _masks(gen, 6, h, w, device, seed)
-    params = {name: p.flatten(0, 1) for name, p in gen._params.items() if name != "accepted"}
+    params = {name: p.flatten(0, 1) for name, p in gen.last_params.items() if name != "accepted"}
     params["center"] = params["center"] + shift * torch.tensor([1.0, -0.7], device=device)
     windowed, whole = _render(params, h, w, windowed=True), _render(params, h, w, windowed=False)
     assert whole.any()

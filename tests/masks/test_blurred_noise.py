@@ -118,15 +118,15 @@ def test_rejection_redraws_empty_masks_inside_a_small_foreground():
     gen = BlurredNoiseMask(rejection=True, max_tries=30)
     masks = gen(images, fg, generator=torch.Generator().manual_seed(0))
     assert bool((masks.flatten(1).sum(1) > 0).all())
-    assert bool(gen._params["accepted"].all())
-    assert torch.equal(gen(images, fg, params=gen._params), masks), "replay after redraws"
+    assert bool(gen.last_params["accepted"].all())
+    assert torch.equal(gen(images, fg, params=gen.last_params), masks), "replay after redraws"
 
 
 def test_area_limits_are_enforced():
     gen = BlurredNoiseMask(sigma=6.0, area=(0.02, 0.06), max_tries=50)
     masks = gen(torch.zeros(16, 1, 96, 96), generator=torch.Generator().manual_seed(0))
     fraction = masks.flatten(1).mean(1)
-    ok = gen._params["accepted"]
+    ok = gen.last_params["accepted"]
     assert bool(ok.all())
     assert bool(((fraction >= 0.02) & (fraction <= 0.06)).all())
 
@@ -138,7 +138,7 @@ def test_a_foreground_too_small_gives_a_documented_outcome():
     gen = BlurredNoiseMask(rejection=True, max_tries=3)
     with pytest.warns(RuntimeWarning, match="no acceptable mask"):
         masks = gen(images, fg, generator=torch.Generator().manual_seed(0))
-    accepted = gen._params["accepted"]
+    accepted = gen.last_params["accepted"]
     assert not bool(accepted.all())
     assert not bool(masks[~accepted].any()), "a sample that kept failing is left normal (empty mask)"
     assert bool(masks[accepted].flatten(1).any(1).all())

@@ -1,8 +1,6 @@
-"""Properties of the pure batched mask operations, with OpenCV as the oracle."""
+"""Properties of the binary morphology masks are made of, with OpenCV as the oracle."""
 
 from __future__ import annotations
-
-import math
 
 import cv2
 import numpy as np
@@ -16,11 +14,8 @@ from pseudoanomaly.masks.functional import (
     binary_dilation,
     binary_erosion,
     binary_opening,
+    binary_morphology,
     elliptical_kernel,
-    minmax_stretch,
-    noise_grid_shape,
-    smooth_field,
-    smooth_noise,
 )
 
 OPS = {
@@ -99,50 +94,18 @@ def test_morphology_rejects_bad_arguments():
         binary_opening(masks[:, 0], elliptical_kernel(3))
 
 
-@pytest.mark.parametrize("downsample", [1, 2, 4, None])
-def test_smooth_noise_has_the_variance_of_blurred_white_noise(downsample):
-    field = smooth_noise(32, 128, 128, 8.0, downsample=downsample, generator=torch.Generator().manual_seed(0))
-    expected = 1 / (2 * math.sqrt(math.pi) * 8.0)  # std of unit white noise after a Gaussian blur
-    interior = field[:, :, 24:-24, 24:-24]  # reflected borders raise the variance near the edges
-    assert abs(float(interior.std()) - expected) < 0.1 * expected
-    assert abs(float(interior.mean())) < 0.25 * expected  # ~4 standard errors for 32 correlated fields
+def test_morphology_ops_by_name_equal_the_old_letter_codes():
+    masks = random_masks(3, 2, 24, 21, 0.5)
+    k = elliptical_kernel(5)
+    for backend in ("torch", "opencv"):
+        old = binary_morphology(masks, k, "oc", backend)
+        assert torch.equal(binary_morphology(masks, k, ("open", "close"), backend), old)
+        assert torch.equal(binary_morphology(masks, k, ["open", "close"], backend), old)
+        assert torch.equal(binary_morphology(masks, k, "de", backend), binary_morphology(masks, k, ("dilate", "erode"), backend))
+        assert torch.equal(binary_morphology(masks, k, "close", backend), binary_closing(masks, k, backend))
 
 
-def test_smooth_noise_correlation_length_does_not_depend_on_the_grid():
-    # neighbours 8 px apart correlate as exp(-d^2 / (4 sigma^2)) for a Gaussian-blurred white noise
-    def corr(downsample):
-        f = smooth_noise(64, 96, 96, 8.0, downsample=downsample, generator=torch.Generator().manual_seed(1))
-        a, b = f[..., 20:76, 20:68].flatten(), f[..., 20:76, 28:76].flatten()
-        return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
-
-    expected = math.exp(-(8.0**2) / (4 * 8.0**2))
-    assert abs(corr(1) - expected) < 0.06
-    assert abs(corr(4) - expected) < 0.06
-
-
-def test_smooth_field_checks_the_noise_shape():
-    with pytest.raises(ValueError, match="noise must have shape"):
-        smooth_field(torch.randn(1, 1, 5, 5), 64, 64, 15.0)
-    assert noise_grid_shape(256, 250, 15.0) == (64, 63)
-    with pytest.raises(ValueError, match="downsample"):
-        noise_grid_shape(64, 64, 15.0, downsample=0)
-    with pytest.raises(ValueError, match="sigma"):
-        noise_grid_shape(64, 64, -1.0)
-
-
-@given(seed=st.integers(0, 2**31 - 1))
-def test_minmax_stretch_spans_zero_to_one_and_matches_cv2_normalize(seed):
-    g = torch.Generator().manual_seed(seed)
-    x = 120 + 15 * torch.rand(3, 1, 9, 11, generator=g, dtype=torch.float64)
-    s = minmax_stretch(x)
-    assert torch.allclose(s.flatten(1).amin(1), torch.zeros(3, dtype=torch.float64))
-    assert torch.allclose(s.flatten(1).amax(1), torch.ones(3, dtype=torch.float64))
-    q = minmax_stretch(x, levels=256) * 255
-    for i in range(3):
-        u8 = np.round(x[i, 0].numpy()).astype(np.uint8)
-        ref = cv2.normalize(u8, None, 0, 255, cv2.NORM_MINMAX)
-        assert np.abs(q[i, 0].numpy() - ref).max() <= 1  # OpenCV may round a .5 the other way
-
-
-def test_minmax_stretch_of_a_constant_is_zero():
-    assert torch.equal(minmax_stretch(torch.full((2, 1, 3, 3), 7.0)), torch.zeros(2, 1, 3, 3))
+@pytest.mark.parametrize("ops", ["ox", ("open", "shut"), "opening", 3, ("o", "c")])
+def test_morphology_refuses_unknown_ops_naming_them(ops):
+    with pytest.raises(ValueError, match="ops must be.*" + repr(ops).replace("(", r"\(").replace(")", r"\)")):
+        binary_morphology(random_masks(0, 1, 8, 8, 0.5), elliptical_kernel(3), ops)

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transform_contract import check_mask_contract
 
-from pseudoanomaly.masks import functional
-from pseudoanomaly.masks.functional import fractal_noise, perlin_noise
+from pseudoanomaly import noise
 from pseudoanomaly.masks.perlin import PerlinMask
+from pseudoanomaly.noise import fractal_noise, perlin_noise
 
 seeds = st.integers(0, 2**31 - 1)
 
@@ -129,8 +129,8 @@ def test_single_cell_with_equal_gradients_is_analytic(angle, axis):
 def test_drawn_exponents_zero_zero_give_one_cell():
     gen = PerlinMask(scale_exponents=(0, 0), rotation=(0.0, 0.0))
     gen(torch.rand(4, 1, 16, 16), generator=torch.Generator().manual_seed(0))
-    assert torch.equal(gen._params["resolution"], torch.ones(4, 1, 2, dtype=torch.long))
-    assert gen._params["gradient_angles"].shape == (4, 1, 2, 2) and bool((gen._params["rotation"] == 0).all())
+    assert torch.equal(gen.last_params["resolution"], torch.ones(4, 1, 2, dtype=torch.long))
+    assert gen.last_params["gradient_angles"].shape == (4, 1, 2, 2) and bool((gen.last_params["rotation"] == 0).all())
 
 
 def test_rotation_by_90_degrees_turns_the_pattern_clockwise():
@@ -160,14 +160,14 @@ def test_batched_noise_equals_one_sample_at_a_time(monkeypatch):
         one = perlin_noise(angles[i : i + 1], res[i : i + 1], 37, 53, rotation[i : i + 1])
         assert torch.equal(one, batch[i : i + 1])
     # on a CPU large batches are evaluated in blocks of samples: the blocks must not change a value
-    monkeypatch.setattr(functional, "_CPU_BLOCK_PIXELS", 2 * 37 * 53)
+    monkeypatch.setattr(noise, "_CPU_BLOCK_PIXELS", 2 * 37 * 53)
     assert torch.equal(perlin_noise(angles, res, 37, 53, rotation), batch)
 
 
 def test_each_sample_has_its_own_resolution():
     gen = PerlinMask(rotation=(0.0, 0.0))
     gen(torch.rand(48, 1, 64, 64), generator=torch.Generator().manual_seed(0))
-    p = gen._params
+    p = gen.last_params
     res = p["resolution"][:, 0]  # (48, 2)
     assert len(res[:, 0].unique()) >= 4 and len(res[:, 1].unique()) >= 4
     assert not torch.equal(res[:, 0], res[:, 1])  # the two axes are drawn independently
@@ -242,7 +242,7 @@ def test_agrees_with_rotating_a_noise_image_as_draem_does():
     n, size = 16, 128
     gen = PerlinMask()
     masks = gen(torch.rand(n, 1, size, size), generator=torch.Generator().manual_seed(1))[:, 0].numpy() > 0
-    p = gen._params
+    p = gen.last_params
     differ = 0
     for i in range(n):
         ry, rx = p["resolution"][i, 0].tolist()

@@ -148,11 +148,29 @@ def test_bad_input_shape_raises_naming_the_shape(model, shape):
         (lambda: ReconstructiveAE(channel_multipliers=(1,)), r"channel_multipliers.*\(1,\)"),
         (lambda: SegmentationNet(in_channels=0), "in_channels.*0"),
         (lambda: AnomalySegmenter(nn.Identity(), nn.Identity(), batch_size=0), "batch_size.*0"),
+        (lambda: ReconstructiveAE(in_channels=0), "in_channels.*0"),
+        (lambda: ReconstructiveAE(out_channels=-1), "out_channels.*-1"),
+        (lambda: ReconstructiveAE(in_channels=True), "in_channels.*True"),
+        (lambda: ReconstructiveAE(base_width=2.5), r"base_width.*2\.5"),
+        (lambda: ReconstructiveAE(channel_multipliers=(1, 0)), r"channel_multipliers.*\(1, 0\)"),
+        (lambda: ReconstructiveAE(channel_multipliers=3), "channel_multipliers.*3"),
+        (lambda: AnomalySegmenter(nn.Identity(), nn.Identity(), batch_size=1.5), r"batch_size.*None.*1\.5"),
     ],
 )
 def test_bad_constructor_argument_raises_naming_the_value(factory, message):
     with pytest.raises(ValueError, match=message):
         factory()
+
+
+def test_autoencoder_refuses_bad_input_naming_what_it_got():
+    net = ReconstructiveAE(in_channels=2, base_width=4, channel_multipliers=(1, 2))
+    with pytest.raises(ValueError, match=r"ReconstructiveAE.*\(B, 2, H, W\).*\(1, 1, 16, 16\)"):
+        net(torch.rand(1, 1, 16, 16))
+    with pytest.raises(ValueError, match=r"ReconstructiveAE.*divisible by 2.*\(1, 2, 15, 16\)"):
+        net(torch.rand(1, 2, 15, 16))
+    with pytest.raises(TypeError, match="ReconstructiveAE.*ndarray"):
+        net(torch.rand(1, 2, 16, 16).numpy())
+    assert net(torch.rand(1, 2, 16, 16)).shape == (1, 1, 16, 16)
 
 
 class TestAnomalySegmenter:

@@ -55,7 +55,7 @@ def test_masked_pixels_follow_the_formula(device, seed, source, shape):
     images, masks = _batch(*shape, device, seed)
     blend = PatchBlend(source=source)
     out = blend(images, masks, generator=torch.Generator(device=device).manual_seed(seed))
-    expected, _ = _expected(images, blend._params)
+    expected, _ = _expected(images, blend.last_params)
     inside = masks.bool().expand_as(images)
     torch.testing.assert_close(out[inside], expected[inside], rtol=0, atol=1e-6)
     assert torch.equal(out[~inside], images[~inside])
@@ -67,9 +67,9 @@ def test_other_copies_another_sample_exactly_with_alpha_one(device, seed, b):
     images, masks = _batch(b, 2, 12, 10, device, seed)
     blend = PatchBlend(alpha=(1.0, 1.0))
     out = blend(images, masks, generator=torch.Generator(device=device).manual_seed(seed))
-    _, source = _expected(images, blend._params)
+    _, source = _expected(images, blend.last_params)
     assert (source != torch.arange(b, device=device)).all(), "a sample must never be its own source"
-    assert not blend._params["offset"].any(), "another sample is read at the same location"
+    assert not blend.last_params["offset"].any(), "another sample is read at the same location"
     inside = masks.bool().expand_as(images)
     assert torch.equal(out[inside], images[source][inside])
 
@@ -81,7 +81,7 @@ def test_self_pastes_shifted_content_of_the_same_image(device, seed, b):
     images, masks = _batch(b, 1, h, w, device, seed)
     blend = PatchBlend(source="self", alpha=(1.0, 1.0), shift=(0.2, 0.4))
     out = blend(images, masks, generator=torch.Generator(device=device).manual_seed(seed))
-    params = blend._params
+    params = blend.last_params
     assert not params["step"].any()
     offset = params["offset"].float()
     length = torch.hypot(offset[:, 0] / h, offset[:, 1] / w)
@@ -96,7 +96,7 @@ def test_other_falls_back_to_self_for_a_single_image(device):
     images, masks = _batch(1, 1, 32, 32, device, 0)
     blend = PatchBlend(alpha=(1.0, 1.0))
     out = blend(images, masks, generator=torch.Generator(device=device).manual_seed(0))
-    assert blend._params["step"].item() == 0 and blend._params["offset"].abs().sum() > 0
+    assert blend.last_params["step"].item() == 0 and blend.last_params["offset"].abs().sum() > 0
     assert not torch.equal(out, images)
 
 
@@ -104,7 +104,7 @@ def test_same_on_batch_shares_alpha_and_offset(device):
     images, masks = _batch(4, 1, 16, 16, device, 2)
     blend = PatchBlend(same_on_batch=True)
     blend(images, masks, generator=torch.Generator(device=device).manual_seed(2))
-    params = blend._params
+    params = blend.last_params
     assert (params["alpha"] == params["alpha"][0]).all() and (params["offset"] == params["offset"][0]).all()
 
 

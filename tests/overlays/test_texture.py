@@ -53,9 +53,9 @@ def test_masked_pixels_follow_draems_formula(seed, b, c, h, w):
     blend = TextureBlend(textures=bank)
     images, masks = _rand(seed, b, c, h, w), _box_masks(b, h, w)
     out = blend(images, masks, generator=torch.Generator().manual_seed(seed))
-    beta = blend._params["beta"].view(b, 1, 1, 1)
+    beta = blend.last_params["beta"].view(b, 1, 1, 1)
     assert bool((beta >= 0).all() and (beta <= 0.8).all())
-    texture = values[blend._params["index"]].view(b, 1, 1, 1)
+    texture = values[blend.last_params["index"]].view(b, 1, 1, 1)
     expected = ((1 - beta) * texture + beta * images).clamp(0, 1)
     inside = masks.bool().expand_as(images)
     torch.testing.assert_close(out[inside], expected[inside], atol=1e-6, rtol=0)
@@ -65,7 +65,7 @@ def test_masked_pixels_follow_draems_formula(seed, b, c, h, w):
 def test_beta_spans_draems_range():
     blend = TextureBlend()
     blend(torch.rand(256, 1, 4, 4), torch.ones(256, 1, 4, 4), generator=torch.Generator().manual_seed(0))
-    beta = blend._params["beta"]
+    beta = blend.last_params["beta"]
     assert float(beta.min()) < 0.05 and 0.75 < float(beta.max()) <= 0.8
 
 
@@ -82,7 +82,7 @@ def test_beta_zero_pastes_crops_of_bank_images(seed, b, h, w, extra):
     windows = windows.permute(0, 2, 3, 1, 4, 5).reshape(-1, 2, h, w)
     for i in range(b):
         assert any(torch.equal(out[i], window) for window in windows)
-    p = blend._params
+    p = blend.last_params
     for i in range(b):
         top, left = int(p["top"][i]), int(p["left"][i])
         assert torch.equal(out[i], bank[int(p["index"][i]), :, top : top + h, left : left + w])
@@ -91,7 +91,7 @@ def test_beta_zero_pastes_crops_of_bank_images(seed, b, h, w, extra):
 def test_crops_land_everywhere_in_the_bank():
     blend = TextureBlend(textures=torch.rand(4, 1, 50, 70))
     blend(torch.rand(400, 1, 20, 30), _box_masks(400, 20, 30), generator=torch.Generator().manual_seed(0))
-    p = blend._params
+    p = blend.last_params
     assert set(p["index"].tolist()) == {0, 1, 2, 3}
     assert int(p["top"].min()) == 0 and int(p["top"].max()) == 30 and int(p["left"].max()) == 40
 
@@ -121,7 +121,7 @@ def test_noise_textures_are_seeded_and_vary_in_scale():
     blend = TextureBlend()
     images, masks = torch.rand(16, 1, 16, 16), torch.ones(16, 1, 16, 16)
     a = blend(images, masks, generator=torch.Generator().manual_seed(3))
-    assert len(blend._params["noise_resolution"].unique()) >= 3  # the coarsest scale is drawn per sample
+    assert len(blend.last_params["noise_resolution"].unique()) >= 3  # the coarsest scale is drawn per sample
     b = blend(images, masks, generator=torch.Generator().manual_seed(3))
     c = blend(images, masks, generator=torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and not torch.equal(a, c)
@@ -132,13 +132,13 @@ def test_texture_transform_is_applied_and_replayed():
     blend = TextureBlend(textures=bank, beta=(0.0, 0.0), texture_transform=lambda t: 1 - t)
     images, masks = torch.rand(2, 1, 16, 16), torch.ones(2, 1, 16, 16)
     out = blend(images, masks, generator=torch.Generator().manual_seed(0))
-    p = blend._params
+    p = blend.last_params
     top, left, k = int(p["top"][0]), int(p["left"][0]), int(p["index"][0])
     torch.testing.assert_close(out[0, 0], 1 - bank[k, 0, top : top + 16, left : left + 16], atol=1e-6, rtol=0)
     # a random transform drawing from torch's global RNG is reproduced exactly by replaying the parameters
     noisy = TextureBlend(texture_transform=lambda t: (t + 0.1 * torch.randn_like(t)).clamp(0, 1))
     first = noisy(images, masks, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(noisy(images, masks, params=noisy._params), first)
+    assert torch.equal(noisy(images, masks, params=noisy.last_params), first)
 
 
 def test_bank_is_a_non_persistent_buffer():

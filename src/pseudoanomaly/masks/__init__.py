@@ -1,8 +1,8 @@
 """Batched random-shape mask generators.
 
 Every generator is called as ``gen(images, foreground=None, generator=None)`` and returns ``(B, 1, H, W)``
-masks of exactly 0 and 1 on the images' device. :mod:`pseudoanomaly.masks.functional` holds the pure batched
-operations they are built from.
+masks of exactly 0 and 1 on the images' device. They threshold random fields from :mod:`pseudoanomaly.noise`
+and smooth them with the binary morphology of :mod:`pseudoanomaly.masks.functional` (pure batched operations).
 """
 
 from . import functional

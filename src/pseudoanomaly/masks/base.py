@@ -3,7 +3,7 @@
 A generator only says how to *draw* its random parameters for a batch and how to *render* those parameters
 into binary masks. This base class adds, once for all of them: the union of K masks, restriction to a
 foreground, bounded batched redraws for rejection and area limits, ``same_on_batch``, and parameter replay
-(``gen(images, params=gen._params)`` gives the same masks again).
+(``gen(images, params=gen.last_params)`` gives the same masks again).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = ["MaskGenerator"]
 
 Params = dict[str, Tensor]
 
-# Entries of ``_params`` that record how a draw went rather than what was drawn: not rendered.
+# Entries of ``last_params`` that record how a draw went rather than what was drawn: not rendered.
 RECORDS = ("accepted", "image_size")
 
 
@@ -36,7 +36,9 @@ class MaskGenerator(nn.Module):
 
     Subclasses implement :meth:`draw` (all randomness, for ``n`` masks at once) and :meth:`render` (a pure
     function of the drawn parameters). Calling the generator returns masks that are exactly 0 or 1, in the
-    images' dtype and on their device.
+    images' dtype and on their device; ``gen.last_params`` then holds the parameters of that call (a dict of
+    tensors with one row per image), which ``params=`` replays. A composer that has already checked its inputs
+    (like :class:`~pseudoanomaly.PseudoAnomaly`) calls :meth:`generate` instead.
 
     Args:
         union: number of independent masks OR-ed into each output mask (K).
@@ -75,7 +77,7 @@ class MaskGenerator(nn.Module):
         >>> masks = gen(images, generator=torch.Generator().manual_seed(0))
         >>> masks.shape, bool((masks.flatten(1).sum(1) <= 2 * 8 * 8).all())
         (torch.Size([3, 1, 32, 32]), True)
-        >>> torch.equal(gen(images, params=gen._params), masks)  # replay
+        >>> torch.equal(gen(images, params=gen.last_params), masks)  # replay
         True
     """
 
@@ -96,7 +98,8 @@ class MaskGenerator(nn.Module):
         self.max_tries = check_int_at_least("max_tries", max_tries, 1)
         self.on_failure = check_choice("on_failure", on_failure, ("keep", "raise"))
         self.same_on_batch = bool(same_on_batch)
-        self._params: Params | None = None
+        #: Parameters of the last call, for replay with ``params=``; ``None`` before the first call.
+        self.last_params: Params | None = None
 
     # -- what a subclass provides -------------------------------------------------------------------------
     def draw(
@@ -129,7 +132,7 @@ class MaskGenerator(nn.Module):
             images: the batch the masks are for; only its shape, dtype and device are used.
             foreground: where anomalies may go; masks never leave it. ``None`` means anywhere.
             generator: random source on ``images.device``; the same seed gives bit-identical masks.
-            params: parameters of an earlier call (``gen._params``) to replay instead of drawing new ones.
+            params: parameters of an earlier call (``gen.last_params``) to replay instead of drawing new ones.
 
         Returns:
             Masks with values exactly 0 or 1, in ``images.dtype`` on ``images.device``.
@@ -142,22 +145,44 @@ class MaskGenerator(nn.Module):
         check_images(images)
         fg = check_foreground(foreground, images)
         check_generator(generator, images.device)
-        return self._generate(images, fg, generator, params)
+        return self.generate(images, fg, generator, params)
 
-    def _generate(
-        self, images: Tensor, fg: Tensor | None, generator: torch.Generator | None, params: Params | None
+    def generate(
+        self,
+        images: Tensor,
+        foreground: Tensor | None,
+        generator: torch.Generator | None = None,
+        params: Params | None = None,
     ) -> Tensor:
-        # forward() without the argument checks, for callers that have already made them
+        """:meth:`forward` without the argument checks, for a composer that has already made them.
+
+        Args:
+            images: a checked batch (see :meth:`forward`); only its shape, dtype and device are used.
+            foreground: a bool foreground on ``images.device`` with no empty sample, or ``None``.
+            generator: random source on ``images.device``.
+            params: parameters of an earlier call (``gen.last_params``) to replay instead of drawing new ones.
+
+        Returns:
+            The masks :meth:`forward` would return; ``last_params`` is set as by :meth:`forward`.
+
+        Shape:
+            - images: :math:`(B, C, H, W)`
+            - foreground: :math:`(B, 1, H, W)`
+            - output: :math:`(B, 1, H, W)`
+        """
         b, _, h, w = images.shape
         if params is None:
-            params, masks = self._sample(b, h, w, fg, generator, images.device)
+            params, masks = self._sample(b, h, w, foreground, generator, images.device)
             # what replay checks: the (H, W) each sample's parameters were drawn for
             params["image_size"] = torch.tensor([[h, w]], device=images.device).repeat(b, 1)
         else:
             check_replay(type(self).__name__, params, b, (h, w))
-            masks = self._compose(params, h, w, fg)
-        self._params = params
+            masks = self._compose(params, h, w, foreground)
+        self.last_params = params
         return masks.to(images.dtype)
+
+    # Kornia's name for it (``aug(x, params=aug._params)``), which users were told to use: kept as an alias.
+    _params = property(lambda self: self.last_params, lambda self, value: setattr(self, "last_params", value))
 
     def _draw_batch(
         self, n: int, h: int, w: int, fg: Tensor | None, generator: torch.Generator | None, device: torch.device

@@ -168,7 +168,7 @@ class BlobMask(MaskGenerator):
     Each mask holds a random number of blobs. Each blob has semi-axes drawn independently in ``radius``, a
     random orientation, and an outline perturbed by harmonics 2 to ``harmonics`` whose size is set by
     ``irregularity``. Blob centres are foreground pixels (any pixel without a foreground), so with the
-    default ``union=1`` every mask covers at least one foreground pixel. ``gen._params`` holds, per mask
+    default ``union=1`` every mask covers at least one foreground pixel. ``gen.last_params`` holds, per mask
     and blob slot: ``center`` (y, x) and ``axes`` in pixels, ``angle`` in radians, the ``outline``
     coefficients (a_k, b_k) and whether the slot is ``valid`` (used).
 

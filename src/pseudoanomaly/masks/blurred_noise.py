@@ -8,7 +8,7 @@ the foreground (the liver ROI, ``image > 0``).
 NOTE: departures from the reference, all with the same statistics (tested against an OpenCV
 re-implementation of the recipe):
 
-- the blurred field is made on a coarser grid and upsampled (see :func:`~.functional.smooth_field`) instead
+- the blurred field is made on a coarser grid and upsampled (see :func:`~pseudoanomaly.noise.smooth_field`) instead
   of a 91 x 91 convolution at full resolution, and from Gaussian rather than uniform noise (after a
   91 x 91 blur the two are indistinguishable: the central limit theorem over 8,281 taps);
 - the 8-bit arithmetic is emulated (``quantize=True``): after the blur the field spans only about ten grey
@@ -30,15 +30,9 @@ from torch import Tensor
 
 from .._checks import check_non_negative, check_odd_size, check_open_unit, check_positive
 from .._random import random_bytes
+from ..noise import minmax_stretch, noise_grid_shape, smooth_field
 from .base import MaskGenerator, Params
-from .functional import (
-    MORPHOLOGY_BACKENDS,
-    binary_morphology,
-    elliptical_kernel,
-    minmax_stretch,
-    noise_grid_shape,
-    smooth_field,
-)
+from .morphology import MORPHOLOGY_BACKENDS, binary_morphology, elliptical_kernel
 
 __all__ = ["BlurredNoiseMask"]
 
@@ -68,7 +62,7 @@ class BlurredNoiseMask(MaskGenerator):
         quantize: emulate the released code's uint8 arithmetic (rounding after the blur and the stretch).
         dither: rms of the extra error of OpenCV's fixed-point uint8 blur, in grey levels (only with
             ``quantize``); 0 gives an exactly rounded blur.
-        downsample: coarsening of the noise grid, see :func:`~pseudoanomaly.masks.functional.smooth_field`.
+        downsample: coarsening of the noise grid, see :func:`~pseudoanomaly.noise.smooth_field`.
         backend: morphology backend, see :func:`~pseudoanomaly.masks.functional.binary_opening`.
         **kwargs: shared options of :class:`~pseudoanomaly.masks.MaskGenerator` (``union``,
             ``rejection``, ``area``, ``max_tries``, ``on_failure``, ``same_on_batch``).
@@ -135,7 +129,7 @@ class BlurredNoiseMask(MaskGenerator):
             field = smooth_field(params["noise"], height, width, self.sigma, self.downsample)
             masks = minmax_stretch(field) > self.threshold
         if self.kernel_size > 1:
-            masks = binary_morphology(masks, self.kernel, "oc", self.backend)  # opening, then closing
+            masks = binary_morphology(masks, self.kernel, ("open", "close"), self.backend)
         return masks
 
     def _threshold_8bit(self, levels: Tensor, dither: Tensor | None) -> Tensor:

@@ -7,7 +7,7 @@ Reference code (github.com/VitjanZ/DRAEM, ``perlin.py`` and ``data_loader.py``),
 
 NOTE: departures from the reference:
 
-- the noise is evaluated exactly at the rotated coordinates (:func:`~.functional.perlin_noise`) instead of
+- the noise is evaluated exactly at the rotated coordinates (:func:`~pseudoanomaly.noise.perlin_noise`) instead of
   rotating a noise image with bilinear interpolation. Interpolation flattens the peaks of the finest
   lattices a little, so masks here cover slightly more: at 256 x 256, against the reference grid rotated with
   ``cv2.warpAffine`` on the same draws (96 masks), 0.09% of pixels differ, coverage is 5.15% against 5.07%
@@ -25,13 +25,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
 from .._checks import check_open_unit, check_range_pair
 from .._random import randint, uniform
+from ..noise import perlin_noise
 from .base import MaskGenerator, Params
-from .functional import perlin_noise
 
 __all__ = ["PerlinMask"]
 
@@ -89,7 +88,7 @@ class PerlinMask(MaskGenerator):
     Example:
         >>> gen = PerlinMask()
         >>> masks = gen(torch.rand(4, 3, 64, 64), generator=torch.Generator().manual_seed(0))
-        >>> masks.shape, set(gen._params["resolution"].flatten().tolist()) <= {1, 2, 4, 8, 16, 32}
+        >>> masks.shape, set(gen.last_params["resolution"].flatten().tolist()) <= {1, 2, 4, 8, 16, 32}
         (torch.Size([4, 1, 64, 64]), True)
     """
 

@@ -14,6 +14,6 @@ from .autoencoder import ReconstructiveAE
 from .layers import WSConv2d
 from .restoration import RestorationUNet
 from .segmentation import SegmentationNet
-from .segmenter import AnomalySegmenter
+from .anomaly_segmenter import AnomalySegmenter
 
 __all__ = ["RestorationUNet", "ReconstructiveAE", "SegmentationNet", "AnomalySegmenter", "WSConv2d"]

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ActLayer, ConvBlock, NormLayer, UpsampleConvNormAct, block_widths, check_model_input
+from .._checks import check_int_at_least, check_model_input
+from .layers import ActLayer, ConvBlock, NormLayer, UpsampleConvNormAct, block_widths
 
 __all__ = ["ReconstructiveAE"]
 
@@ -69,6 +70,8 @@ class ReconstructiveAE(nn.Module):
         act_layer: ActLayer = nn.ReLU,
     ) -> None:
         super().__init__()
+        check_int_at_least("in_channels", in_channels, 1)
+        check_int_at_least("out_channels", out_channels, 1)
         widths = block_widths(base_width, channel_multipliers)
         self.in_channels, self.num_pools = in_channels, len(widths) - 1
         step = dict(norm_layer=norm_layer, act_layer=act_layer)

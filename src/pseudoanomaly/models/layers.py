@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 import torch  # noqa: F401 -- the doctests below use it
 from torch import Tensor, nn
 
+from .._checks import check_int_at_least, check_int_sequence, check_odd_size
+
 __all__ = ["WSConv2d", "standardize_weight", "group_count", "MedianDivisorGroupNorm", "ConvNormAct", "ConvBlock",
            "UpsampleConvNormAct"]
 
@@ -93,8 +95,7 @@ def group_count(num_channels: int) -> int:
         >>> [group_count(c) for c in (64, 128, 256, 512)]
         [8, 16, 16, 32]
     """
-    if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
-        raise ValueError(f"num_channels must be a positive integer, got {num_channels!r}")
+    check_int_at_least("num_channels", num_channels, 1)
     divisors = [d for d in range(1, num_channels + 1) if num_channels % d == 0]
     return divisors[len(divisors) // 2]
 
@@ -154,8 +155,7 @@ class ConvNormAct(nn.Sequential):
         pad_layer: PadLayer | None = None,
         act_before_norm: bool = False,
     ) -> None:
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
+        check_odd_size("kernel_size", kernel_size)
         padding = kernel_size // 2
         layers: list[tuple[str, nn.Module]] = []
         if pad_layer is not None:
@@ -216,29 +216,8 @@ class UpsampleConvNormAct(nn.Sequential):
         )
 
 
-def check_model_input(x: Tensor, channels: int, multiple: int, min_side: int, model: str) -> None:
-    """Raise a ValueError naming the shape unless ``x`` is ``(B, channels, H, W)`` with sides fit for ``model``.
-
-    Sides must be multiples of ``multiple`` (so every downsampling is undone exactly by the decoder) and at
-    least ``min_side``. Only shapes are checked: no value is read, so no device sync.
-    """
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{model} expects a torch.Tensor of shape (B, {channels}, H, W), got {type(x).__name__}")
-    if x.ndim != 4 or x.shape[1] != channels:
-        raise ValueError(f"{model} expects input of shape (B, {channels}, H, W), got shape {tuple(x.shape)}")
-    h, w = x.shape[-2:]
-    if h % multiple or w % multiple or h < min_side or w < min_side:
-        raise ValueError(
-            f"{model} needs height and width divisible by {multiple} and at least {min_side}, "
-            f"got shape {tuple(x.shape)}"
-        )
-
-
 def block_widths(base_width: int, channel_multipliers: Sequence[int]) -> list[int]:
     """Block widths ``base_width * m``; raise naming the value unless all are positive integers (two at least)."""
-    if isinstance(base_width, bool) or not isinstance(base_width, int) or base_width < 1:
-        raise ValueError(f"base_width must be a positive integer, got {base_width!r}")
-    multipliers = list(channel_multipliers)
-    if len(multipliers) < 2 or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in multipliers):
-        raise ValueError(f"channel_multipliers must hold at least two positive integers, got {channel_multipliers!r}")
+    check_int_at_least("base_width", base_width, 1)
+    multipliers = check_int_sequence("channel_multipliers", channel_multipliers, 1, min_length=2)
     return [base_width * m for m in multipliers]

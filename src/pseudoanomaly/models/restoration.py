@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ActLayer, ConvBlock, MedianDivisorGroupNorm, NormLayer, PadLayer, WSConv2d, check_model_input
+from .._checks import check_int_at_least, check_model_input
+from .layers import ActLayer, ConvBlock, MedianDivisorGroupNorm, NormLayer, PadLayer, WSConv2d
 
 __all__ = ["RestorationUNet"]
 
@@ -76,8 +77,7 @@ class RestorationUNet(nn.Module):
         super().__init__()
         for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
                                  ("base_width", base_width, 1), ("depth", depth, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            check_int_at_least(name, value, low)
         self.in_channels, self.depth = in_channels, depth
         step = dict(conv_layer=conv_layer, norm_layer=norm_layer, act_layer=act_layer, pad_layer=pad_layer,
                     act_before_norm=True)

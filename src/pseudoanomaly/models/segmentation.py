@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ActLayer, ConvBlock, NormLayer, UpsampleConvNormAct, block_widths, check_model_input
+from .._checks import check_int_at_least, check_model_input
+from .layers import ActLayer, ConvBlock, NormLayer, UpsampleConvNormAct, block_widths
 
 __all__ = ["SegmentationNet"]
 
@@ -72,8 +73,7 @@ class SegmentationNet(nn.Module):
         act_layer: ActLayer = nn.ReLU,
     ) -> None:
         super().__init__()
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
+        check_int_at_least("in_channels", in_channels, 1)
         widths = block_widths(base_width, channel_multipliers)
         self.in_channels, self.num_pools = in_channels, len(widths) - 1
         step = dict(norm_layer=norm_layer, act_layer=act_layer)

@@ -22,6 +22,10 @@ Params = dict[str, Tensor]
 class Overlay(nn.Module):
     """Base class of batched overlays that paint an anomaly into the masked pixels of each image.
 
+    Calling an overlay sets ``overlay.last_params`` to the parameters of that call (a dict of tensors with one row
+    per image), which ``params=`` replays. A composer that has already checked its inputs (like
+    :class:`~pseudoanomaly.PseudoAnomaly`) calls :meth:`paint` instead.
+
     Args:
         value_range: ``(low, high)`` of valid image values; overlays clip their output to it, and images with
             values outside it are refused (painting them would be clipped to a meaningless anomaly).
@@ -58,7 +62,8 @@ class Overlay(nn.Module):
         if self.value_range[0] == self.value_range[1]:
             raise ValueError(f"value_range must have low < high, got {value_range!r}")
         self.same_on_batch = bool(same_on_batch)
-        self._params: Params | None = None
+        #: Parameters of the last call, for replay with ``params=``; ``None`` before the first call.
+        self.last_params: Params | None = None
 
     # -- what a subclass provides -------------------------------------------------------------------------
     def draw(self, images: Tensor, generator: torch.Generator | None) -> Params:
@@ -83,7 +88,7 @@ class Overlay(nn.Module):
             images: the batch to modify (not modified in place).
             masks: where to paint, exactly 0/1 (or bool); pixels outside come back bit-identical.
             generator: random source on ``images.device``; the same seed gives bit-identical output.
-            params: parameters of an earlier call (``overlay._params``) to replay.
+            params: parameters of an earlier call (``overlay.last_params``) to replay.
 
         Returns:
             A new tensor of the same shape, dtype and device as ``images``.
@@ -97,12 +102,31 @@ class Overlay(nn.Module):
         check_value_range(images, self.value_range)
         inside = check_masks(masks, images)
         check_generator(generator, images.device)
-        return self._paint(images, inside, generator, params)
+        return self.paint(images, inside, generator, params)
 
-    def _paint(
-        self, images: Tensor, inside: Tensor, generator: torch.Generator | None, params: Params | None
+    def paint(
+        self,
+        images: Tensor,
+        inside: Tensor,
+        generator: torch.Generator | None = None,
+        params: Params | None = None,
     ) -> Tensor:
-        # forward() without the argument checks; `inside` is the bool mask
+        """:meth:`forward` without the argument checks, for a composer that has already made them.
+
+        Args:
+            images: a checked batch with values in ``value_range`` (see :meth:`forward`).
+            inside: where to paint, bool, on ``images.device``.
+            generator: random source on ``images.device``.
+            params: parameters of an earlier call (``overlay.last_params``) to replay.
+
+        Returns:
+            The new batch :meth:`forward` would return; ``last_params`` is set as by :meth:`forward`.
+
+        Shape:
+            - images: :math:`(B, C, H, W)`
+            - inside: :math:`(B, 1, H, W)` or :math:`(B, C, H, W)`
+            - output: :math:`(B, C, H, W)`
+        """
         b, _, h, w = images.shape
         if params is None:
             if self.same_on_batch:
@@ -114,8 +138,11 @@ class Overlay(nn.Module):
             params["image_size"] = torch.tensor([[h, w]], device=images.device).repeat(b, 1)
         else:
             check_replay(type(self).__name__, params, b, (h, w))
-        self._params = params
+        self.last_params = params
         return torch.where(inside, self.fill(images, params).to(images.dtype), images)
+
+    # Kornia's name for it (``aug(x, params=aug._params)``), which users were told to use: kept as an alias.
+    _params = property(lambda self: self.last_params, lambda self, value: setattr(self, "last_params", value))
 
     def _clip(self, x: Tensor) -> Tensor:
         # in place: callers pass a fresh tensor of their own

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from .._checks import check_range_pair
 from .._random import randint, uniform
-from ..masks.functional import fractal_noise, minmax_stretch
+from ..noise import fractal_noise, minmax_stretch
 from .base import Overlay, Params
 
 __all__ = ["TextureBlend"]
@@ -86,7 +86,7 @@ class TextureBlend(Overlay):
     image's size (a bank smaller than the image is first upscaled bilinearly, keeping its aspect ratio, until
     it covers the image; only upscaling happens, so there is nothing to antialias). A one-channel bank serves
     images of any channel count; otherwise the channel counts must match. Without a bank, each sample gets
-    fractal Perlin noise (:func:`~pseudoanomaly.masks.functional.fractal_noise`, independent per channel, a
+    fractal Perlin noise (:func:`~pseudoanomaly.noise.fractal_noise`, independent per channel, a
     random coarsest scale), stretched to the value range.
 
     Args:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pseudoanomaly import PseudoAnomaly
-from pseudoanomaly.augmentation import RandomPseudoAnomaly
+from pseudoanomaly.integrations.kornia import RandomPseudoAnomaly
 from pseudoanomaly.masks import BlurredNoiseMask
 
 SIZE = 32

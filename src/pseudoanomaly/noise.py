@@ -1,0 +1,384 @@
+"""Random fields the library draws shapes and textures from: blurred white noise and Perlin noise.
+
+Every function is pure and batched: it takes the random draws (white noise on a grid, gradient angles on a
+lattice) as tensors and returns ``(B, 1, H, W)`` fields on their device, so the caller decides how, and from
+which ``torch.Generator``, the draws are made. Mask generators (:mod:`pseudoanomaly.masks`) threshold these
+fields; overlays (:mod:`pseudoanomaly.overlays`) paint them as textures. This module sits below both and knows
+neither.
+
+- :func:`noise_grid_shape` and :func:`smooth_field`: Gaussian-blurred white noise, made on a coarse grid.
+- :func:`minmax_stretch`: per-sample min-max stretch, optionally emulating OpenCV's 8-bit arithmetic.
+- :func:`perlin_noise` and :func:`fractal_noise`: 2-D Perlin gradient noise (DRAEM's ``rand_perlin_2d_np``)
+  and its octave sum.
+"""
+
+from __future__ import annotations
+
+import math
+
+import kornia
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._checks import check_positive
+
+__all__ = [
+    "noise_grid_shape",
+    "smooth_field",
+    "minmax_stretch",
+    "perlin_noise",
+    "fractal_noise",
+    "PERLIN_SCALE",
+]
+
+
+# -- Gaussian-blurred white noise (the paper's masks) -----------------------------------------------------
+
+def _gaussian_kernel_size(sigma: float) -> int:
+    # OpenCV's rule for a float kernel when ksize is left to it: 2 * round(4 sigma) + 1 would be its size for
+    # float images; 3 sigma either side keeps >99.7% of the mass and is what 91 px for sigma 15 amounts to.
+    return 2 * math.ceil(3.0 * sigma) + 1
+
+
+def _resolve_downsample(sigma: float, downsample: int | None) -> int:
+    check_positive("sigma", sigma)
+    if downsample is None:
+        return max(1, round(sigma / 4.0))
+    if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1:
+        raise ValueError(f"downsample must be a positive integer or None, got {downsample!r}")
+    return downsample
+
+
+def noise_grid_shape(height: int, width: int, sigma: float, downsample: int | None = None) -> tuple[int, int]:
+    """Shape ``(h, w)`` of the white-noise grid that :func:`smooth_field` turns into an ``height x width`` field.
+
+    Args:
+        height: field height H in pixels.
+        width: field width W in pixels.
+        sigma: blur standard deviation in pixels.
+        downsample: grid coarsening factor; ``None`` picks ``max(1, round(sigma / 4))``.
+
+    Returns:
+        ``(ceil(H / f), ceil(W / f))`` with ``f`` the coarsening factor.
+
+    Example:
+        >>> noise_grid_shape(256, 256, sigma=15.0)  # the paper's sigma: a grid 4 times coarser
+        (64, 64)
+        >>> noise_grid_shape(100, 30, sigma=15.0, downsample=1)
+        (100, 30)
+    """
+    f = _resolve_downsample(sigma, downsample)
+    return math.ceil(height / f), math.ceil(width / f)
+
+
+def smooth_field(
+    noise: Tensor,
+    height: int,
+    width: int,
+    sigma: float,
+    downsample: int | None = None,
+    *,
+    scale: float = 1.0,
+    offset: float = 0.0,
+) -> Tensor:
+    """Blur standard-normal noise drawn on the grid of :func:`noise_grid_shape` into a smooth random field.
+
+    The field is statistically equivalent to blurring unit-variance white noise at full resolution with a
+    Gaussian of standard deviation ``sigma`` (reflect-101 borders, as ``cv2.GaussianBlur``): mean 0, variance
+    about :math:`1 / (4 \\pi \\sigma^2)`, correlation length about :math:`\\sigma`. Such a field has no detail
+    finer than ``sigma``, so it is made on a grid ``downsample`` times coarser and upsampled bilinearly: a
+    91 x 91 blur at full resolution becomes a 23-tap separable blur on a 16x smaller grid.
+
+    Args:
+        noise: standard-normal draws on the coarse grid.
+        height: output height H.
+        width: output width W.
+        sigma: blur standard deviation in output pixels.
+        downsample: grid coarsening factor; ``None`` picks ``max(1, round(sigma / 4))``; ``1`` blurs at full
+            resolution.
+        scale: multiplies the field (applied on the coarse grid, where it is cheaper).
+        offset: added to the field (likewise).
+
+    Returns:
+        ``offset + scale * field``, same dtype and device as ``noise``.
+
+    Shape:
+        - noise: :math:`(B, 1, h, w)` with ``(h, w) = noise_grid_shape(H, W, sigma, downsample)``
+        - output: :math:`(B, 1, H, W)`
+
+    Example:
+        >>> noise = torch.randn(2, 1, *noise_grid_shape(96, 64, 8.0), generator=torch.Generator().manual_seed(0))
+        >>> field = smooth_field(noise, 96, 64, 8.0, scale=2.0, offset=1.0)
+        >>> field.shape, abs(float(field.mean()) - 1.0) < 0.1
+        (torch.Size([2, 1, 96, 64]), True)
+    """
+    f = _resolve_downsample(sigma, downsample)
+    gh, gw = noise_grid_shape(height, width, sigma, f)
+    if noise.ndim != 4 or tuple(noise.shape[1:]) != (1, gh, gw):
+        raise ValueError(f"noise must have shape (B, 1, {gh}, {gw}), got {tuple(noise.shape)}")
+    s = sigma / f
+    # A coarse cell stands for the mean of f x f unit-variance pixels, so its noise has variance 1 / f^2. The
+    # blur and the bilinear upsampling are linear and preserve constants, so scale and offset go in here.
+    noise = noise * (scale / f) + offset
+    k = _gaussian_kernel_size(s)
+    # reflect-101 padding needs the pad to be smaller than the side; tiny grids fall back to replicate.
+    border = "reflect" if k // 2 < min(gh, gw) else "replicate"
+    field = kornia.filters.gaussian_blur2d(noise, (k, k), (s, s), border_type=border)
+    if f > 1:
+        field = F.interpolate(field, size=(gh * f, gw * f), mode="bilinear", align_corners=False)
+        field = field[:, :, :height, :width]
+    return field
+
+
+def minmax_stretch(x: Tensor, levels: int | None = None) -> Tensor:
+    """Stretch each sample linearly so its minimum maps to 0 and its maximum to 1.
+
+    With ``levels`` set, emulate ``cv2.normalize(..., NORM_MINMAX)`` on an integer image of that many grey
+    levels: values are first rounded to integers (the input is taken to be in grey levels), stretched to
+    ``[0, levels - 1]`` and rounded again (half to even, as OpenCV), then divided by ``levels - 1``. A
+    constant sample maps to 0, as in OpenCV.
+
+    Args:
+        x: values to stretch.
+        levels: number of integer grey levels to emulate (256 for uint8), or ``None`` for a float stretch.
+
+    Returns:
+        Tensor of the same shape with values in [0, 1].
+
+    Shape:
+        - x: :math:`(B, *)`
+        - output: :math:`(B, *)`
+
+    Example:
+        >>> minmax_stretch(torch.tensor([[1.0, 2.0, 3.0]]))
+        tensor([[0.0000, 0.5000, 1.0000]])
+        >>> minmax_stretch(torch.tensor([[126.2, 127.4, 128.6]]), levels=256) * 255  # rounds to 126, 127, 129 first
+        tensor([[  0.,  85., 255.]])
+    """
+    if levels is not None:
+        x = torch.round(x)
+    lo, hi = torch.aminmax(x.flatten(1), dim=1)
+    lo, hi = (v.view(-1, *([1] * (x.ndim - 1))) for v in (lo, hi))
+    span = hi - lo
+    top = 1.0 if levels is None else float(levels - 1)
+    scale = torch.where(span > 0, top / span.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(span))
+    y = (x - lo) * scale
+    if levels is not None:
+        y = torch.round(y) / top
+    return y
+
+
+# -- Perlin gradient noise (DRAEM's masks, noise textures) -------------------------------------------------
+
+#: Factor on Perlin noise, from DRAEM's ``rand_perlin_2d_np``: plain 2-D Perlin noise with unit gradients spans
+#: :math:`[-\sqrt{2}/2, \sqrt{2}/2]`, so the scaled noise lies in [-1, 1].
+PERLIN_SCALE = math.sqrt(2.0)
+# Rotated sample points this close (in pixels) outside the frame still count as inside: a 90-degree turn of a
+# square must not lose its border row to the rounding of cos(pi / 2).
+_FRAME_TOLERANCE = 1e-3
+# On a CPU the full-size temporaries of the evaluation are bound by memory traffic; blocks of about this many
+# pixels keep them in cache and run about twice as fast (measured at 64 x 256 x 256). A GPU takes the whole
+# batch at once.
+_CPU_BLOCK_PIXELS = 2**18
+
+
+def _fade(t: Tensor) -> Tensor:
+    # Perlin's quintic 6t^5 - 15t^4 + 10t^3 (flat first and second derivatives at lattice points). Separate
+    # multiplies and adds, no fused op, so a value never depends on where it sits in the batch; in place on a
+    # fresh temporary, because at full resolution these steps are bound by memory traffic.
+    return (t * 6.0).sub_(15.0).mul_(t).add_(10.0).mul_(t).mul_(t).mul_(t)
+
+
+def _lerp_(start: Tensor, end: Tensor, weight: Tensor) -> Tensor:
+    # start + weight * (end - start), written into `end` (a temporary of the caller's)
+    return end.sub_(start).mul_(weight).add_(start)
+
+
+def _check_lattice(gradient_angles: Tensor, resolution: Tensor, name: str = "gradient_angles") -> None:
+    if not isinstance(gradient_angles, Tensor) or gradient_angles.ndim != 3 or not gradient_angles.is_floating_point():
+        got = (
+            f"shape {tuple(gradient_angles.shape)}, dtype {gradient_angles.dtype}"
+            if isinstance(gradient_angles, Tensor)
+            else type(gradient_angles).__name__
+        )
+        raise ValueError(f"{name} must be a floating-point tensor of shape (B, Ly, Lx), got {got}")
+    n, ly, lx = gradient_angles.shape
+    if not isinstance(resolution, Tensor) or tuple(resolution.shape) != (n, 2) or resolution.is_floating_point():
+        got = f"shape {tuple(resolution.shape)}" if isinstance(resolution, Tensor) else type(resolution).__name__
+        raise ValueError(f"resolution must be an integer tensor of shape (B, 2) = ({n}, 2), got {got}")
+    if n == 0:
+        return
+    # one host sync: an out-of-range lattice would index past the gradients (a device assert on a GPU)
+    low, ry, rx = int(resolution.min()), int(resolution[:, 0].max()), int(resolution[:, 1].max())
+    if low < 1 or ry >= ly or rx >= lx:
+        raise ValueError(
+            f"resolution must be >= 1 and below the lattice size of {name} ({ly}, {lx}) along each axis, got "
+            f"values in [{low}, {max(ry, rx)}]"
+        )
+
+
+def perlin_noise(
+    gradient_angles: Tensor, resolution: Tensor, height: int, width: int, rotation: Tensor | None = None
+) -> Tensor:
+    """Evaluate 2-D Perlin gradient noise, one lattice per sample, at every pixel of an ``height x width`` frame.
+
+    Sample ``i`` has ``resolution[i] = (ry, rx)`` lattice cells along the height and the width, so pixel
+    ``(y, x)`` sits at lattice coordinates ``(y * ry / H, x * rx / W)`` (the grid of DRAEM's
+    ``rand_perlin_2d_np``; any size works, no divisibility needed). Lattice point ``(j, k)`` carries the unit
+    gradient ``(cos a, sin a)`` along (height, width) with ``a = gradient_angles[i, j, k]``; the four corner
+    ramps of a cell are blended with the quintic fade :math:`6t^5 - 15t^4 + 10t^3` and the result is scaled by
+    :math:`\\sqrt{2}`, as DRAEM does, so it lies in [-1, 1]. Only the top-left ``(ry + 1, rx + 1)`` gradients
+    of a sample are used, which lets a batch of mixed resolutions share one tensor.
+
+    With ``rotation``, the pattern is turned about the frame's centre ``((H - 1) / 2, (W - 1) / 2)`` by that
+    many degrees (clockwise as displayed, rows downward), evaluating the noise exactly at the turned
+    coordinates rather than resampling an image; where a turned point falls outside the original frame the
+    noise is 0, the zero fill of DRAEM's ``imgaug`` rotation.
+
+    Args:
+        gradient_angles: gradient angles in radians at the lattice points.
+        resolution: integer lattice cells ``(ry, rx)`` per sample, each in ``[1, L - 1]`` for its axis.
+        height: output height H.
+        width: output width W.
+        rotation: per-sample angle in degrees, or ``None`` for no rotation.
+
+    Returns:
+        The noise, in the dtype and on the device of ``gradient_angles``.
+
+    Shape:
+        - gradient_angles: :math:`(B, L_y, L_x)`
+        - resolution: :math:`(B, 2)`
+        - rotation: :math:`(B,)`
+        - output: :math:`(B, 1, H, W)`
+
+    Example:
+        >>> angles = 2 * math.pi * torch.rand(2, 33, 33, generator=torch.Generator().manual_seed(0))
+        >>> noise = perlin_noise(angles, torch.tensor([[4, 4], [1, 32]]), 37, 53)
+        >>> noise.shape, bool(noise.abs().max() <= 1), float(noise[0, 0, 0, 0])  # 0 on every lattice point
+        (torch.Size([2, 1, 37, 53]), True, 0.0)
+    """
+    _check_lattice(gradient_angles, resolution)
+    n = gradient_angles.shape[0]
+    if rotation is not None and (not isinstance(rotation, Tensor) or tuple(rotation.shape) != (n,)):
+        got = tuple(rotation.shape) if isinstance(rotation, Tensor) else type(rotation).__name__
+        raise ValueError(f"rotation must be a tensor of shape (B,) = ({n},) or None, got {got}")
+    device = gradient_angles.device
+    step = n if device.type != "cpu" else max(1, _CPU_BLOCK_PIXELS // max(1, height * width))
+    if step >= n:
+        return _perlin_block(gradient_angles, resolution, height, width, rotation)
+    noise = torch.empty(n, 1, height, width, dtype=gradient_angles.dtype, device=device)
+    for start in range(0, n, step):  # blocks of samples, not one sample at a time
+        block = slice(start, start + step)
+        noise[block] = _perlin_block(
+            gradient_angles[block], resolution[block], height, width, None if rotation is None else rotation[block]
+        )
+    return noise
+
+
+def _perlin_block(
+    gradient_angles: Tensor, resolution: Tensor, height: int, width: int, rotation: Tensor | None
+) -> Tensor:
+    n, ly, lx = gradient_angles.shape
+    device = gradient_angles.device
+    # at least float32: the lattice indices below are computed in floating point and must be exact
+    dtype = torch.float64 if gradient_angles.dtype == torch.float64 else torch.float32
+    # cos/sin in float64, rounded once to dtype: the vectorized and scalar kernels may differ in the last bit,
+    # and which one a value meets depends on its position in the batch.
+    wide = gradient_angles.double()
+    grad_y = torch.cos(wide).to(dtype)  # (B, Ly, Lx)
+    grad_x = torch.sin(wide).to(dtype)
+    ys = torch.arange(height, device=device, dtype=dtype).view(1, height, 1)
+    xs = torch.arange(width, device=device, dtype=dtype).view(1, 1, width)
+    inside = None
+    if rotation is None:
+        y, x = ys.expand(n, height, width), xs.expand(n, height, width)
+    else:
+        theta = torch.deg2rad(rotation.to(device=device, dtype=torch.float64))
+        cos, sin = torch.cos(theta).to(dtype).view(n, 1, 1), torch.sin(theta).to(dtype).view(n, 1, 1)
+        # Output pixel p shows the unrotated pattern at c + R(theta) (p - c), c the frame's centre.
+        cy, cx = (height - 1) / 2, (width - 1) / 2
+        dy, dx = ys - cy, xs - cx
+        y = cos * dy - sin * dx  # (B, H, W), from the centre
+        x = sin * dy + cos * dx
+        inside = (y.abs() <= cy + _FRAME_TOLERANCE) & (x.abs() <= cx + _FRAME_TOLERANCE)
+        y, x = y.clamp_(-cy, cy).add_(cy), x.clamp_(-cx, cx).add_(cx)
+    ry = resolution[:, 0].to(device=device, dtype=dtype).view(n, 1, 1)
+    rx = resolution[:, 1].to(device=device, dtype=dtype).view(n, 1, 1)
+    fy, fx = y * (ry / height), x * (rx / width)  # lattice coordinates, in [0, ry) x [0, rx)
+    # Split into cell and position inside it; frac is exact and far cheaper than floor on a CPU.
+    frac_y, frac_x = torch.frac(fy), torch.frac(fx)
+    corner = fy.sub_(frac_y).mul_(lx).add_(fx.sub_(frac_x))  # top-left corner's index in its lattice, exact
+    fy, fx = frac_y, frac_x  # (B, H, W) in [0, 1)
+    # One flat index into all B lattices: index_select on it is about twice as fast as gather on a CPU.
+    index_dtype = torch.int32 if n * ly * lx < 2**31 else torch.int64
+    first = torch.arange(n, device=device, dtype=index_dtype).view(n, 1, 1) * (ly * lx)
+    corner = corner.to(index_dtype).add_(first).view(-1)  # (B * H * W,)
+    flat_y, flat_x = grad_y.reshape(-1), grad_x.reshape(-1)
+
+    def ramp(offset: int, oy: Tensor, ox: Tensor) -> Tensor:
+        # dot product of a corner's gradient with the pixel's offset from that corner; the corner `offset`
+        # places after the top-left one is read through a shifted view, sparing an index tensor per corner
+        gy = flat_y[offset:].index_select(0, corner).view(n, height, width)
+        gx = flat_x[offset:].index_select(0, corner).view(n, height, width)
+        return gy.mul_(oy).add_(gx.mul_(ox))
+
+    fy1, fx1 = fy - 1.0, fx - 1.0
+    n00, n10 = ramp(0, fy, fx), ramp(lx, fy1, fx)
+    n01, n11 = ramp(1, fy, fx1), ramp(lx + 1, fy1, fx1)
+    del fy1, fx1
+    corner = None  # frees the (B * H * W,) index before the blends (ramp, its only reader, is done)
+    ty, tx = _fade(fy), _fade(fx)
+    left = _lerp_(n00, n10, ty)  # blend along the height first, then along the width, as DRAEM
+    right = _lerp_(n01, n11, ty)
+    noise = _lerp_(left, right, tx).mul_(PERLIN_SCALE)
+    if inside is not None:
+        noise.masked_fill_(~inside, 0.0)
+    return noise.unsqueeze(1).to(gradient_angles.dtype)
+
+
+def fractal_noise(
+    gradient_angles: list[Tensor] | tuple[Tensor, ...],
+    resolution: Tensor,
+    height: int,
+    width: int,
+    persistence: float = 0.5,
+) -> Tensor:
+    """Sum octaves of :func:`perlin_noise`, each with twice the lattice resolution and ``persistence`` times the
+    amplitude of the one before, divided by the sum of the amplitudes so the result stays in [-1, 1].
+
+    Args:
+        gradient_angles: one tensor of gradient angles per octave; octave ``k`` uses ``resolution * 2**k``
+            cells, so its lattice must be larger than that.
+        resolution: integer lattice cells ``(ry, rx)`` of the first (coarsest) octave, per sample.
+        height: output height H.
+        width: output width W.
+        persistence: amplitude ratio between consecutive octaves, in (0, 1].
+
+    Returns:
+        The noise, in the dtype and on the device of the angles.
+
+    Shape:
+        - gradient_angles: a sequence of :math:`(B, L^{(k)}_y, L^{(k)}_x)`
+        - resolution: :math:`(B, 2)`
+        - output: :math:`(B, 1, H, W)`
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> angles = [2 * math.pi * torch.rand(3, 2**k * 4 + 1, 2**k * 4 + 1, generator=g) for k in range(3)]
+        >>> noise = fractal_noise(angles, torch.full((3, 2), 4), 48, 40)
+        >>> noise.shape, bool(noise.abs().max() <= 1)
+        (torch.Size([3, 1, 48, 40]), True)
+    """
+    if not isinstance(gradient_angles, (list, tuple)) or len(gradient_angles) == 0:
+        got = f"shape {tuple(gradient_angles.shape)}" if isinstance(gradient_angles, Tensor) else repr(gradient_angles)
+        raise ValueError(f"gradient_angles must be a non-empty list of (B, Ly, Lx) tensors, one per octave, got {got}")
+    if isinstance(persistence, bool) or not isinstance(persistence, (int, float)) or not 0 < persistence <= 1:
+        raise ValueError(f"persistence must be in (0, 1], got {persistence!r}")
+    total, amplitude, amplitudes = None, 1.0, 0.0
+    for k, angles in enumerate(gradient_angles):
+        octave = perlin_noise(angles, resolution * 2**k, height, width)
+        total = octave if total is None else total + amplitude * octave
+        amplitudes += amplitude
+        amplitude *= persistence
+    return total / amplitudes
