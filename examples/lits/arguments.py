@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import math
 
-import torch
+from pseudoanomaly.training.distributed import process_device
 
 __all__ = [
-    "positive_int", "non_negative_float", "device", "check_device", "missing_layout_inputs", "add_inference_arguments",
+    "positive_int", "non_negative_float", "device", "missing_layout_inputs", "add_inference_arguments",
 ]
 
 
@@ -35,34 +35,16 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def check_device(name: str) -> str:
-    """``name`` if this machine can run torch on it (``"auto"`` always can); else ``ValueError`` naming it."""
-    if name == "auto":
-        return name
-    try:
-        parsed = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if parsed.type == "meta":
-        raise ValueError(f"device {name!r} holds no data; use auto, cpu, cuda or cuda:N")
-    if parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (parsed.index is not None and parsed.index >= count):
-            raise ValueError(f"device {name!r}, but this machine has {count} usable CUDA device(s); use --device cpu")
-    elif parsed.type != "cpu":
-        backend = getattr(torch, parsed.type, None) or getattr(torch.backends, parsed.type, None)
-        available = getattr(backend, "is_available", None)
-        if available is None or not available():
-            raise ValueError(f"device {name!r} is not available on this machine; use --device cpu")
-    return name
-
-
 def device(text: str) -> str:
-    """``--device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ... that this machine has."""
+    """``--device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ... that this machine has (checked as the
+    library's trainer checks its ``config.device``)."""
+    if text == "auto":  # CUDA when there is one, else the CPU (runs.pick_device)
+        return text
     try:
-        return check_device(text)
+        process_device(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser, batch_size: int) -> None:

@@ -57,8 +57,8 @@ def process_device(device: str) -> torch.device:
     """The ``torch.device`` this process trains on for ``config.device``: a bare ``"cuda"`` means this process's
     GPU (``cuda:LOCAL_RANK``) under torchrun.
 
-    An unknown device, or a CUDA device this machine does not have, raises ``ValueError`` naming it here rather
-    than deep inside the first ``.to(device)``.
+    An unknown device, or one this machine does not have (a CUDA index past its GPUs, ``mps`` without Apple
+    silicon), raises ``ValueError`` naming it here rather than deep inside the first ``.to(device)``.
     """
     try:
         resolved = torch.device(device)
@@ -71,6 +71,11 @@ def process_device(device: str) -> torch.device:
         if count == 0 or (resolved.index is not None and resolved.index >= count):
             raise ValueError(f"device={device!r} but this machine has {count} usable CUDA device(s) "
                              f"(torch {torch.__version__}); use device='cpu'")
+    elif resolved.type != "cpu":  # mps, xpu, ...: torch names them whether or not this build and machine have one
+        backend = getattr(torch, resolved.type, None) or getattr(torch.backends, resolved.type, None)
+        available = getattr(backend, "is_available", None)
+        if available is None or not available():
+            raise ValueError(f"device={device!r} is not available on this machine; use device='cpu'")
     if resolved.type == "cuda" and resolved.index is None and dist.is_available() and dist.is_initialized():
         resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return resolved
