@@ -339,7 +339,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
                         help="paper: 256 px, released nets, 200 + 1 epochs (GPU); cpu: 128 px, slim nets, "
                              "~10 min on 2 cores; demo: 64 px, ~4 min (default: cpu)")
     texts = {**field_help(TwoPhaseConfig), **field_help(NetSettings), **field_help(TrainSettings)}
-    groups: dict[str, argparse._ArgumentGroup] = {}
+    groups: dict[str, Any] = {}  # group title -> argument group
     for name, cls, group in _flag_fields():
         if group not in groups:
             groups[group] = parser.add_argument_group(f"{group}; each overrides the preset")

@@ -265,6 +265,17 @@ def check_int_sequence(name: str, value: object, minimum: int, min_length: int =
     return items
 
 
+def check_count_range(name: str, value: object, minimum: int = 1) -> tuple[int, int]:
+    """An integer ``n`` (meaning ``(n, n)``) or a ``(min, max)`` pair of integers >= ``minimum``; ``(lo, hi)``."""
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise ValueError(f"{name} must be an integer or a (min, max) pair of integers, got {value!r}")
+    lo, hi = (check_int_at_least(name, v, minimum) for v in pair)
+    if lo > hi:
+        raise ValueError(f"{name} must satisfy min <= max, got {value!r}")
+    return lo, hi
+
+
 def check_odd_size(name: str, value: object) -> int:
     """Check a positive odd integer (a kernel size)."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % 2 == 0:

@@ -10,7 +10,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor, nn
 
-from .._checks import check_int_at_least
+from .._checks import check_count_range, check_int_at_least
 from .._random import check_generator
 from .anatomy import LiverMap, check_spacing, check_volumes, draw_centre, map_liver, split_noise, tissue_stats
 from .render import EDGE_TRUNCATE, Box, blend, lesion_shape, push_outward, random_rotation, smooth_noise
@@ -75,16 +75,6 @@ def _check_probs(name: str, probs: object, n: int, default: Sequence[float]) -> 
     if abs(sum(probs) - 1) > 1e-6:
         raise ValueError(f"{name} must sum to 1, got {probs!r} (sum {sum(probs):g})")
     return tuple(float(p) for p in probs)
-
-
-def _check_count(value: object) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-        raise ValueError(f"count must be an integer or a (min, max) pair of integers, got {value!r}")
-    lo, hi = (check_int_at_least("count", v, 1) for v in pair)
-    if lo > hi:
-        raise ValueError(f"count must satisfy min <= max, got {value!r}")
-    return lo, hi
 
 
 class LesionSynthesis(nn.Module):
@@ -153,7 +143,7 @@ class LesionSynthesis(nn.Module):
         self.appearances = _check_names("appearances", appearances, APPEARANCES)
         self.appearance_probs = _check_probs("appearance_probs", appearance_probs, len(self.appearances),
                                              [APPEARANCE_PROBS[a] for a in self.appearances])
-        self.count = _check_count(count)
+        self.count = check_count_range("count", count)
         self.mass_effect = bool(mass_effect)
         self.max_tries = check_int_at_least("max_tries", max_tries, 1)
         self.last_params: list[list[dict]] = []

@@ -40,7 +40,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from .._checks import check_int_at_least, check_non_negative, check_range_pair
+from .._checks import check_count_range, check_int_at_least, check_non_negative, check_range_pair
 from .._random import randint, uniform
 from .base import MaskGenerator, Params
 
@@ -151,17 +151,6 @@ def _render(params: Params, height: int, width: int, windowed: bool) -> Tensor:
     return frame.view(n, 1, height, width)
 
 
-def _check_count(value: object) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ValueError(f"count must be an integer or a (min, max) pair of integers, got {value!r}")
-    lo, hi = (check_int_at_least("count", v, 1) for v in value)
-    if lo > hi:
-        raise ValueError(f"count must satisfy min <= max, got {value!r}")
-    return lo, hi
-
-
 class BlobMask(MaskGenerator):
     """Masks of a few tumor-like blobs: ellipses with a smooth random outline, centred in the foreground.
 
@@ -209,7 +198,7 @@ class BlobMask(MaskGenerator):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.count = _check_count(count)
+        self.count = check_count_range("count", count)
         self.radius = check_range_pair("radius", radius, 0.0, 1.0, low_inclusive=False)
         self.irregularity = check_non_negative("irregularity", irregularity)
         if self.irregularity > 1:
