@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pseudoanomaly.training import TABLE2_ROWS, JointTrainer, ablation_row
+from pseudoanomaly.training import TABLE2_ROWS, TrainerConfig, ablation_row
 
 from pseudoanomaly.io import atomic_write
 
@@ -49,26 +49,25 @@ LABELS = {"dice_global": "Dice (pooled)", "dice_per_volume": "Dice (per volume)"
 
 def _row_trainer(name: str, settings: TrainSettings, seed: int, steps_per_epoch: int, progress: bool):
     """The Table 2 row ``name`` built by pseudoanomaly (its trainer, restoration net and synthesis) with the
-    preset's nets, optimizer and step budget; returns ``(trainer, architecture)``."""
+    preset's nets and optimizer; returns ``(trainer, architecture, steps per phase)``."""
     row = ablation_row(name)
     arch = NetSettings(**{**dataclasses.asdict(settings.nets), "restoration": row.restoration}).architecture()
     restoration_kwargs = {k: v for k, v in arch["restoration"].items() if k != "type"}
     segmentation_kwargs = {**arch["segmentation"],
                            "channel_multipliers": tuple(arch["segmentation"]["channel_multipliers"])}
+    shared = dict(seed=seed, batch_size=settings.batch_size, lr=settings.lr, device=pick_device(settings.device),
+                  progress=progress, eval_every=0, out_dir=None)
+    # The preset's lr schedule, unless the row's trainer has one of its own (DRAEM's lr steps in JointConfig).
+    if row.trainer.config_class().scheduler == TrainerConfig().scheduler:
+        shared["scheduler"] = settings.scheduler
+    trainer = row.build(restoration_kwargs=restoration_kwargs, segmentation_kwargs=segmentation_kwargs, **shared)
     phase1 = settings.restoration_max_steps
     phase1 = phase1 if phase1 is not None else settings.restoration_epochs * steps_per_epoch
     phase2 = settings.segmentation_max_steps
     phase2 = phase2 if phase2 is not None else settings.segmentation_epochs * steps_per_epoch
-    if row.trainer is JointTrainer:  # DRAEM's own lr steps (its config's scheduler) over the same total
-        length = dict(max_steps=phase1 + phase2)
-    else:
-        length = dict(restoration_max_steps=phase1, segmentation_max_steps=phase2, scheduler=settings.scheduler)
-    trainer = row.build(
-        restoration_kwargs=restoration_kwargs, segmentation_kwargs=segmentation_kwargs, seed=seed,
-        batch_size=settings.batch_size, lr=settings.lr, device=pick_device(settings.device), progress=progress,
-        eval_every=0, out_dir=None, **length,
-    )
-    return trainer, arch
+    # Every row sees as many synthesized batches: the preset's two phases, or their sum for a joint phase.
+    budget = {"restoration": phase1, "segmentation": phase2, "joint": phase1 + phase2}
+    return trainer, arch, {phase.name: budget[phase.name] for phase in trainer.phases}
 
 
 @writes_folder("out", "ablation", subfolders=("cells",))
@@ -124,15 +123,15 @@ def run_ablation(
             reused = cell is not None and cell.get("key") == key
             if not reused:
                 start = time.perf_counter()
-                trainer, arch = _row_trainer(name, settings, seed, steps_per_epoch, progress)
-                trainer.fit(train_set.train_dataset())
+                trainer, arch, steps = _row_trainer(name, settings, seed, steps_per_epoch, progress)
+                trainer.fit(train_set.train_dataset(), max_steps=steps)
                 segmenter = trainer.export()
                 segmenter.batch_size = INFER_BATCH
                 maps = segmenter(test.images, test.foreground)  # (N, 1, S, S) on the CPU
                 scores = score_maps(maps, test.tumor, test.foreground, test.case_ids)
                 scores.pop("per_volume")
                 cell = {"key": key, "row": name, "seed": seed, "architecture": arch,
-                        "trainer": trainer.config.to_dict(), "seconds": time.perf_counter() - start, **scores}
+                        "trainer": trainer.config.to_dict(), "steps": steps, "seconds": time.perf_counter() - start, **scores}
                 write_json(cell_file, cell)
             results.setdefault(name, []).append(cell)
             when = f"done earlier, {cell_file}" if reused else f"{cell['seconds']:.0f} s"
