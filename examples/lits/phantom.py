@@ -30,12 +30,9 @@ half, with a left lobe crossing the midline anteriorly in the upper slices. Spac
 (drawn per volume). Files: BTCV volumes are stored in (L, P, S) orientation (like DICOM-derived NIfTI), LiTS
 volumes in (L, A, I), so that readers must reorient.
 
-Layouts written by :func:`make_cohort`::
-
-    OUT/btcv/img/img0001.nii.gz     int16 HU        OUT/btcv/label/label0001.nii.gz  uint8 organ labels
-    OUT/lits/volume-0.nii.gz        int16 HU        OUT/lits/segmentation-0.nii.gz   uint8 0/1 liver/2 tumor
-
-BTCV organ labels used: 1 spleen, 2 right kidney, 3 left kidney, 6 liver, 8 aorta, 9 inferior vena cava.
+:func:`make_cohort` writes ``OUT/btcv/img/img0001.nii.gz`` (int16 HU) with ``OUT/btcv/label/label0001.nii.gz``
+(uint8 organ labels: 1 spleen, 2 right kidney, 3 left kidney, 6 liver, 8 aorta, 9 inferior vena cava), and
+``OUT/lits/volume-0.nii.gz`` (int16 HU) with ``OUT/lits/segmentation-0.nii.gz`` (uint8 0/1 liver/2 tumor).
 Everything is deterministic per seed: case ``i`` of a kind depends only on ``(seed, kind, i)``.
 """
 
@@ -215,7 +212,7 @@ def _save(array: np.ndarray, affine: np.ndarray, axcodes: Sequence[str], path: P
     data, aff = reorient(array, affine, axcodes)
     image = nib.Nifti1Image(data, aff)
     image.header.set_xyzt_units("mm")
-    with atomic_path(path, suffix=".nii.gz" if path.name.endswith(".gz") else ".nii") as tmp:
+    with atomic_path(path, suffix=".nii.gz") as tmp:  # nibabel infers the format from the name
         nib.save(image, tmp)
 
 
