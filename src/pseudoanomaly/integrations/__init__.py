@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # One entry per adapter, named after the library it adapts (absolute imports inside each adapter reach the real
 # library, not this package's module of the same name).
-_ADAPTERS = ("kornia",)
+_ADAPTERS = ("kornia", "monai", "torchio")
 
 __all__: list[str] = []
 
