@@ -131,10 +131,10 @@ class RandPseudoAnomalyd(RandomizableTransform, MapTransform):
         self._check_one_grid(images, foreground)
 
         stacked = _stack_channels([_plain(image) for image in images.values()], keys)  # (C, *spatial)
-        if self._do_transform and (foreground is not None or self.foreground_key is None):
-            fg = None if foreground is None else check_sample_foreground(
-                _plain(foreground), stacked, f"data[{self.foreground_key!r}]", f"data[{keys[0]!r}]"
-            )
+        fg = None if foreground is None else check_sample_foreground(
+            _plain(foreground), stacked, f"RandPseudoAnomalyd: data[{self.foreground_key!r}]", f"data[{keys[0]!r}]"
+        )
+        if self._do_transform and (fg is not None or self.foreground_key is None):
             augmented, mask = synthesize_sample(self.synthesis, stacked, fg, self._seed, "RandPseudoAnomalyd")
             start = 0
             for key, image in images.items():
