@@ -9,6 +9,7 @@ something back, and ``Shape:`` when tensors go in or come out.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 
 import pytest
@@ -23,6 +24,7 @@ PUBLIC_MODULES = [
     "pseudoanomaly.presets",
     "pseudoanomaly.integrations",
     "pseudoanomaly.integrations.kornia",
+    *(f"pseudoanomaly.integrations.{name}" for name in ("monai", "torchio") if importlib.util.find_spec(name)),
     "pseudoanomaly.models",
     "pseudoanomaly.losses",
     "pseudoanomaly.metrics",
