@@ -6,6 +6,7 @@ The gallery pictures and their statistics are committed; regenerate them with  p
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import warnings
 from pathlib import Path
@@ -51,6 +52,9 @@ add_module_names = False
 python_use_unqualified_type_names = True
 # Every public name is documented once, under the module users import it from; the canonical location of a
 # re-exported class (e.g. pseudoanomaly.masks.blob.BlobMask) is recorded by autodoc so references to it resolve.
+
+# The adapters' libraries are optional extras: where one is absent, its module is documented against a mock.
+autodoc_mock_imports = [name for name in ("monai", "torchio") if importlib.util.find_spec(name) is None]
 
 # -- napoleon (Google style, as the docstrings are written) ----------------------------------------------------
 napoleon_google_docstring = True

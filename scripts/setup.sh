@@ -19,4 +19,6 @@ pip_install() {
 }
 pip_install --upgrade pip
 echo "installing pseudoanomaly and its extras into .venv (torch pinned by constraints.txt)"
-pip_install -c constraints.txt -e ".[test,lits,docs]"
+# monai and torchio: the adapters' tests and docs (about 10 s and 300 MB installed, 264 MB of it SimpleITK, which
+# torchio needs; no torchvision, no CUDA). Without them those tests skip and say so.
+pip_install -c constraints.txt -e ".[test,lits,docs,monai,torchio]"

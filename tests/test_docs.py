@@ -35,7 +35,7 @@ API_PAGES = [
     "lesions",
     "io",
 ]
-PAGES = ["index", "quickstart", "concepts", "gallery", "lits", "architecture", "benchmarks", "changelog"]
+PAGES = ["index", "quickstart", "concepts", "gallery", "lits", "integrations", "architecture", "benchmarks", "changelog"]
 # docs/gallery.py writes small PNGs on purpose (a fixed palette); the repository should stay light.
 GALLERY_BUDGET_BYTES = 400 * 1024
 BUILD_TIMEOUT_S = 300

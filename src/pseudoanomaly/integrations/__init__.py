@@ -2,6 +2,10 @@
 
 - :mod:`pseudoanomaly.integrations.kornia`: :class:`~pseudoanomaly.integrations.kornia.RandomPseudoAnomaly`, a
   Kornia augmentation for ``kornia.augmentation.AugmentationSequential``.
+- :mod:`pseudoanomaly.integrations.monai`: :class:`~pseudoanomaly.integrations.monai.RandPseudoAnomalyd`, a MONAI
+  dictionary transform (the ``monai`` extra).
+- :mod:`pseudoanomaly.integrations.torchio`: :class:`~pseudoanomaly.integrations.torchio.RandomPseudoAnomaly`, a
+  TorchIO transform whose mask is a ``LabelMap`` (the ``torchio`` extra).
 
 Each adapter imports its library only when it is itself imported, so ``import pseudoanomaly.integrations`` stays
 light; the adapters load on first use (``pseudoanomaly.integrations.kornia``) or by importing them directly.
