@@ -68,7 +68,8 @@ def test_p_zero_adds_a_zero_mask_so_subjects_collate():
     subject = _subject()
     out = _transform(p=0.0)(subject)
     assert torch.equal(out["ct"].data, subject["ct"].data) and not bool(out["anomaly"].data.any())
-    loader = tio.SubjectsLoader(tio.SubjectsDataset([_subject(i) for i in range(4)], transform=_transform(p=0.5)),
+    loader_class = getattr(tio, "SubjectsLoader", torch.utils.data.DataLoader)  # older TorchIO has no SubjectsLoader
+    loader = loader_class(tio.SubjectsDataset([_subject(i) for i in range(4)], transform=_transform(p=0.5)),
                                 batch_size=4)
     assert next(iter(loader))["anomaly"]["data"].shape == (4, 1, SIZE, SIZE, 1)
 

@@ -124,10 +124,10 @@ class RandPseudoAnomalyd(RandomizableTransform, MapTransform):
         track_meta = get_track_meta()
         images = {key: convert_to_tensor(d[key], track_meta=track_meta) for key in keys}
         for key, image in images.items():
-            check_sample(image, f"data[{key!r}]")
+            check_sample(image, f"RandPseudoAnomalyd: data[{key!r}]")
             check_sample_value_range(image, self.synthesis, f"RandPseudoAnomalyd: data[{key!r}]")
         first = images[keys[0]]
-        foreground = self._foreground(d, first, keys[0])
+        foreground = self._foreground(d)
         self._check_one_grid(images, foreground)
 
         stacked = _stack_channels([_plain(image) for image in images.values()], keys)  # (C, *spatial)
@@ -147,7 +147,7 @@ class RandPseudoAnomalyd(RandomizableTransform, MapTransform):
         d[self.mask_key] = convert_to_dst_type(mask, dst=first)[0]  # the first image's type, dtype and metadata
         return d
 
-    def _foreground(self, d: dict, first: Tensor, first_key: Hashable) -> Tensor | None:
+    def _foreground(self, d: dict) -> Tensor | None:
         """``data[foreground_key]`` as a tensor; ``None`` when it is not set or absent and allowed to be."""
         if self.foreground_key is None:
             return None
