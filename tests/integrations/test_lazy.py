@@ -25,3 +25,12 @@ def test_an_adapter_loads_on_first_use(name, cls):
     import pseudoanomaly.integrations
 
     assert getattr(pseudoanomaly.integrations, name).__all__ == [cls]
+
+
+@pytest.mark.parametrize("name, extra", [("monai", "monai"), ("torchio", "torchio")])
+def test_an_adapter_without_its_library_says_which_extra_to_install(name, extra):
+    code = (f"import sys; sys.modules[{name!r}] = None\n"  # as if it were not installed
+            f"import pseudoanomaly.integrations.{name}")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert 'needs' in out.stderr and f'pip install "pseudoanomaly[{extra}]"' in out.stderr, out.stderr[-2000:]

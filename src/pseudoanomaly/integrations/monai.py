@@ -14,6 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 
+try:
+    import monai  # noqa: F401  (an optional extra: say which, rather than a bare "No module named")
+except ModuleNotFoundError as error:
+    raise ModuleNotFoundError("pseudoanomaly.integrations.monai needs MONAI, an optional extra: "
+                              'pip install "pseudoanomaly[monai]"', name="monai") from error
 import numpy as np
 import torch
 from monai.config import KeysCollection

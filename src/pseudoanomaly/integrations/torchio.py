@@ -11,6 +11,11 @@ through it as a volume ``(1, C, W, H, D)``.
 
 from __future__ import annotations
 
+try:
+    import torchio  # noqa: F401  (an optional extra: say which, rather than a bare "No module named")
+except ModuleNotFoundError as error:
+    raise ModuleNotFoundError("pseudoanomaly.integrations.torchio needs TorchIO, an optional extra: "
+                              'pip install "pseudoanomaly[torchio]"', name="torchio") from error
 import torch
 import torchio as tio
 from torch import Tensor
