@@ -180,3 +180,8 @@ def test_bad_arguments_raise_naming_the_value(kwargs, error, named):
 def test_params_without_a_seed_raise():
     with pytest.raises(ValueError, match="seed"):
         RandomPseudoAnomaly()(_images(1), params={"batch_prob": torch.ones(1)})
+
+
+def test_a_volume_batch_is_refused_with_the_reason_and_the_alternatives():
+    with pytest.raises(ValueError, match=r"got a volume batch \(2, 1, 8, 16, 16\).*cannot carry 3-D masks.*monai"):
+        RandomPseudoAnomaly()(torch.rand(2, 1, 8, 16, 16))

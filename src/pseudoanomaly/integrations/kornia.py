@@ -12,6 +12,11 @@ computes the anomaly once and keeps it, keyed by the parameter *values* (seed an
 reads it back; values rather than the dict's identity because Kornia hands each pass its own deep copy of the
 parameters (``override_parameters`` -> ``deepcopy_dict``, kornia/augmentation/utils/helpers.py). A mask pass
 whose parameters match no image pass raises instead of guessing.
+
+NOTE: 2-D only. Kornia's ``AugmentationSequential`` does not carry 3-D masks (kornia 0.9:
+``MaskSequentialOps`` raises "The support for 3d mask operations are not yet supported"), and the mask data key
+is the anomaly target, so a 3-D twin would lose the one output that matters. For volumes, call
+:class:`~pseudoanomaly.PseudoAnomaly` directly or use the MONAI and TorchIO adapters.
 """
 
 from __future__ import annotations
@@ -105,6 +110,15 @@ class RandomPseudoAnomaly(IntensityAugmentationBase2D):
         self.flags = {"foreground_threshold": _check_threshold(foreground_threshold)}
         # (parameter key, (B, 1, H, W) bool anomaly) of the last image pass, read back by the mask pass
         self._anomaly: tuple[tuple, Tensor] | None = None
+
+    def forward(self, input: Tensor, params: dict[str, Tensor] | None = None, **kwargs: Any) -> Tensor:
+        if isinstance(input, Tensor) and input.ndim == 5:  # before Kornia's message about (*, C, H, W)
+            raise ValueError(
+                f"RandomPseudoAnomaly takes images (B, C, H, W), got a volume batch {tuple(input.shape)}: Kornia's "
+                "AugmentationSequential cannot carry 3-D masks (the anomaly target); for volumes call "
+                "pseudoanomaly.PseudoAnomaly directly or use pseudoanomaly.integrations.monai / .torchio"
+            )
+        return super().forward(input, params, **kwargs)
 
     def generate_parameters(self, batch_shape: tuple[int, ...]) -> dict[str, Tensor]:
         # One seed per call, not per sample: the synthesis is batched and draws from one generator.
