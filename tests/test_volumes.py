@@ -64,14 +64,16 @@ def test_pseudo_anomaly_and_one_of_make_volumes_anomalous_and_replay(device):
         assert torch.equal(again, augmented) and torch.equal(again_masks, masks)
 
 
-@pytest.mark.parametrize("make", [PerlinMask, TextureBlend, PatchBlend])
+@pytest.mark.parametrize("make", [PerlinMask, TextureBlend])
 def test_transforms_without_volume_support_say_so(make):
     check_refuses_volumes(make())
 
 
 def test_pseudo_anomaly_refuses_volumes_before_drawing_when_a_part_cannot():
-    with pytest.raises(ValueError, match="PatchBlend does not support 3-D volumes"):
-        PseudoAnomaly(CubeMask(), PatchBlend())(torch.rand(2, 1, *VOLUME))
+    with pytest.raises(ValueError, match="TextureBlend does not support 3-D volumes"):
+        PseudoAnomaly(CubeMask(), TextureBlend())(torch.rand(2, 1, *VOLUME))
+    with pytest.raises(ValueError, match="PerlinMask does not support 3-D volumes"):
+        PseudoAnomaly(PerlinMask(), IntensityShift())(torch.rand(2, 1, *VOLUME))
 
 
 @pytest.mark.parametrize("images_shape, fg_shape", [((2, 1, *VOLUME), (2, 1, 20, 24)),
@@ -196,3 +198,21 @@ def test_smooth_volume_field_is_smooth_with_the_spacing_and_unbiased():
     assert corr[0] < corr[1] and abs(corr[1] - corr[2]) < 0.05
     with pytest.raises(ValueError, match=r"noise must have shape \(B, 1, "):
         smooth_volume_field(noise[..., :-1], size, 6.0, spacing)
+
+
+# ------------------------------------------------------------------------------------------- PatchBlend
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"source": "self", "alpha": (1.0, 1.0)}, {"same_on_batch": True}])
+def test_patch_blend_keeps_the_overlay_contract_on_volumes(device, kwargs):
+    check_overlay_contract(PatchBlend(**kwargs), device, size=VOLUME)
+
+
+def test_patch_blend_pastes_a_shifted_copy_of_the_volume_itself():
+    images = torch.rand(2, 1, *VOLUME)
+    blend = PatchBlend(source="self", alpha=(1.0, 1.0), shift=(0.3, 0.3))
+    masks = torch.ones(2, 1, *VOLUME)
+    out = blend(images, masks, generator=torch.Generator().manual_seed(0))
+    for b, offset in enumerate(blend.last_params["offset"].tolist()):
+        assert any(offset)
+        assert torch.equal(out[b], torch.roll(images[b], shifts=offset, dims=(1, 2, 3)))
