@@ -13,7 +13,7 @@ from pseudoanomaly.masks.functional import binary_morphology, ellipsoidal_kernel
 from pseudoanomaly.noise import minmax_stretch
 from pseudoanomaly.noise3d import perlin_volume, random_unit_vectors, smooth_volume_field, volume_noise_grid_shape
 from pseudoanomaly.masks import BlobMask, BlurredNoiseMask, MaskGenerator, PerlinMask
-from pseudoanomaly.overlays import IntensityShift, PatchBlend, TextureBlend
+from pseudoanomaly.overlays import IntensityShift, Overlay, PatchBlend, TextureBlend
 
 VOLUME = (6, 20, 24)  # (D, H, W)
 
@@ -64,14 +64,36 @@ def test_pseudo_anomaly_and_one_of_make_volumes_anomalous_and_replay(device):
         assert torch.equal(again, augmented) and torch.equal(again_masks, masks)
 
 
-@pytest.mark.parametrize("make", [TextureBlend])
+class FlatSquares(MaskGenerator):
+    """A user's 2-D-only generator (no supports_volumes): volumes must be refused by name."""
+
+    def draw(self, n, height, width, foreground, generator, device):
+        return {"corner": torch.randint(0, height // 2, (n, 2), generator=generator, device=device)}
+
+    def render(self, params, height, width):
+        return torch.zeros(params["corner"].shape[0], 1, height, width, dtype=torch.bool)
+
+
+class Darken(Overlay):
+    """A user's 2-D-only overlay (no supports_volumes)."""
+
+    def draw(self, images, generator):
+        return {"s": torch.rand(images.shape[0], generator=generator, device=images.device)}
+
+    def fill(self, images, params):
+        return images * params["s"].view(-1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("make", [FlatSquares, Darken])
 def test_transforms_without_volume_support_say_so(make):
     check_refuses_volumes(make())
 
 
 def test_pseudo_anomaly_refuses_volumes_before_drawing_when_a_part_cannot():
-    with pytest.raises(ValueError, match="TextureBlend does not support 3-D volumes"):
-        PseudoAnomaly(CubeMask(), TextureBlend())(torch.rand(2, 1, *VOLUME))
+    for synth, name in ((PseudoAnomaly(CubeMask(), Darken()), "Darken"), (PseudoAnomaly(FlatSquares()), "FlatSquares")):
+        with pytest.raises(ValueError, match=f"{name} does not support 3-D volumes"):
+            synth(torch.rand(2, 1, *VOLUME))
+        assert synth.last_params is None
 
 
 
@@ -239,3 +261,34 @@ def test_perlin_volume_is_zero_on_the_lattice_bounded_and_continuous():
     assert float((noise[1, 0, :, :, 1:] - noise[1, 0, :, :, :-1]).abs().max()) < 0.2
     with pytest.raises(ValueError, match=r"resolution must be >= 1 and below the lattice size"):
         perlin_volume(gradients, torch.tensor([[1, 2, 9]] * 3), (4, 4, 4))
+
+
+# ------------------------------------------------------------------------------------------- TextureBlend
+
+
+@pytest.mark.parametrize("bank", [None, (3, 1, 8, 24, 30), (2, 1, 4, 10, 12), (2, 3, 7, 21, 25)])
+def test_texture_blend_keeps_the_overlay_contract_on_volumes(device, bank):
+    textures = None if bank is None else torch.rand(bank, generator=torch.Generator().manual_seed(0)).to(device)
+    if bank is not None and bank[1] == 3:
+        with pytest.raises(ValueError, match="textures have 3 channels but the images have 1"):
+            check_overlay_contract(TextureBlend(textures), device, size=VOLUME)
+        return
+    check_overlay_contract(TextureBlend(textures), device, size=VOLUME)
+    check_overlay_contract(TextureBlend(textures, same_on_batch=True), device, size=VOLUME)
+
+
+def test_texture_blend_pastes_crops_of_bank_volumes():
+    bank = torch.rand(2, 1, 8, 24, 30, generator=torch.Generator().manual_seed(1))
+    blend = TextureBlend(bank, beta=(0.0, 0.0))
+    images, masks = torch.rand(3, 1, *VOLUME), torch.ones(3, 1, *VOLUME)
+    out = blend(images, masks, generator=torch.Generator().manual_seed(2))
+    for b in range(3):
+        i, (z, y, x) = int(blend.last_params["index"][b]), blend.last_params["corner"][b].tolist()
+        assert torch.equal(out[b], bank[i, :, z : z + 6, y : y + 20, x : x + 24])
+
+
+def test_a_texture_bank_of_the_other_kind_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"textures is a bank of 2-D textures \(N, C, h, w\) .* pass a bank of volumes"):
+        TextureBlend(torch.rand(2, 1, 32, 32))(torch.rand(2, 1, *VOLUME), torch.ones(2, 1, *VOLUME))
+    with pytest.raises(ValueError, match=r"textures is a bank of volumes \(N, C, d, h, w\)"):
+        TextureBlend(torch.rand(2, 1, 4, 32, 32))(torch.rand(2, 1, 32, 32), torch.ones(2, 1, 32, 32))
