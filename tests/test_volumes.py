@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from transform_contract import check_mask_contract, check_overlay_contract, check_refuses_volumes
 
 from pseudoanomaly import OneOf, PseudoAnomaly
@@ -292,3 +294,22 @@ def test_a_texture_bank_of_the_other_kind_is_refused_by_name():
         TextureBlend(torch.rand(2, 1, 32, 32))(torch.rand(2, 1, *VOLUME), torch.ones(2, 1, *VOLUME))
     with pytest.raises(ValueError, match=r"textures is a bank of volumes \(N, C, d, h, w\)"):
         TextureBlend(torch.rand(2, 1, 4, 32, 32))(torch.rand(2, 1, 32, 32), torch.ones(2, 1, 32, 32))
+
+
+@given(seed=st.integers(0, 2**31 - 1), size=st.tuples(st.integers(1, 8), st.integers(1, 24), st.integers(1, 24)),
+       spacing=st.sampled_from([None, (2.5, 0.7, 0.7), (1.0, 1.0, 1.0)]), union=st.integers(1, 2))
+def test_every_volume_blob_mask_covers_its_foreground_centres_and_replays(seed, size, spacing, union):
+    g = torch.Generator().manual_seed(seed)
+    fg = torch.rand(3, 1, *size, generator=g) < 0.3
+    fg[:, :, 0, 0, 0] = True  # no empty sample
+    radius = (0.1, 0.5) if spacing is None else (0.5, 4.0)
+    gen = BlobMask(radius=radius, spacing=spacing, union=union)
+    masks = gen(torch.rand(3, 1, *size), fg, generator=g)
+    assert not bool(masks[~fg].any())
+    center = gen.last_params["center"].long().flatten(1, 2)  # (B, K * slots, 3)
+    valid = gen.last_params["valid"].flatten(1)
+    for b in range(3):
+        for (z, y, x), used in zip(center[b].tolist(), valid[b].tolist()):
+            if used:  # a blob always covers its centre voxel, which is a foreground voxel
+                assert bool(fg[b, 0, z, y, x]) and masks[b, 0, z, y, x] == 1
+    assert torch.equal(gen(torch.rand(3, 1, *size), fg, params=gen.last_params), masks)
