@@ -18,6 +18,7 @@ from torch import nn
 PUBLIC_MODULES = [
     "pseudoanomaly",
     "pseudoanomaly.noise",
+    "pseudoanomaly.noise3d",
     "pseudoanomaly.masks",
     "pseudoanomaly.masks.functional",
     "pseudoanomaly.overlays",

@@ -34,6 +34,10 @@ __all__ = [
     "check_choice",
     "check_value_range",
     "check_replay",
+    "check_same_ndim",
+    "check_volume_support",
+    "check_spacing",
+    "spatial_layout",
 ]
 
 
@@ -44,21 +48,39 @@ def _describe(x: object) -> str:
 
 
 def check_images(images: object, name: str = "images") -> Tensor:
-    """Check a float image batch ``(B, C, H, W)`` with finite values and return it."""
+    """Check a float image batch ``(B, C, H, W)`` or volume batch ``(B, C, D, H, W)`` with finite values; return it."""
     if not isinstance(images, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
-    if images.ndim != 4:
-        raise ValueError(f"{name} must have shape (B, C, H, W), got shape {tuple(images.shape)}")
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W) or (B, C, D, H, W), got "
+                        f"{type(images).__name__}")
+    if images.ndim not in (4, 5):
+        raise ValueError(f"{name} must have shape (B, C, H, W), got shape {tuple(images.shape)} (volumes: "
+                         "(B, C, D, H, W))")
     if not images.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {images.dtype}")
     if 0 in images.shape:
-        raise ValueError(f"{name} must be non-empty (B, C, H and W all >= 1), got shape {tuple(images.shape)}")
+        sides = "H and W" if images.ndim == 4 else "D, H and W"
+        raise ValueError(f"{name} must be non-empty (B, C, {sides} all >= 1), got shape {tuple(images.shape)}")
     check_has_data(images, name)
     # One reduction instead of an elementwise isfinite: a NaN or Inf anywhere makes the sum non-finite. Only
     # when it is (which huge finite values can also cause) is the exact, slower test run.
     if not bool(torch.isfinite(images.sum())) and not bool(torch.isfinite(images).all()):
         raise ValueError(f"{name} contains NaN or Inf values ({_describe(images)})")
     return images
+
+
+def spatial_layout(images: Tensor) -> str:
+    """``"(B, 1, H, W)"`` for an image batch, ``"(B, 1, D, H, W)"`` for a volume batch (for messages)."""
+    return "(B, 1, H, W)" if images.ndim == 4 else "(B, 1, D, H, W)"
+
+
+def check_same_ndim(x: Tensor, images: Tensor, name: str) -> None:
+    """Raise unless ``x`` has as many dimensions as ``images`` (a 4-D mask for 5-D volumes, or the reverse)."""
+    if x.ndim != images.ndim:
+        kinds = {4: "a 4-D image batch (B, C, H, W)", 5: "a 5-D volume batch (B, C, D, H, W)"}
+        raise ValueError(
+            f"{name} has shape {tuple(x.shape)} ({x.ndim}-D) but images are {kinds[images.ndim]} of shape "
+            f"{tuple(images.shape)}; {name} must be {spatial_layout(images)} to match"
+        )
 
 
 def check_network_images(images: object, name: str = "images") -> Tensor:
@@ -122,12 +144,12 @@ def check_value_range(images: Tensor, value_range: tuple[float, float], name: st
         )
 
 
-def check_replay(owner: str, params: dict, batch: int, size: tuple[int, int]) -> None:
-    """Check that replayed ``params`` were drawn for ``batch`` images of ``size = (H, W)``.
+def check_replay(owner: str, params: dict, batch: int, size: tuple[int, ...]) -> None:
+    """Check that replayed ``params`` were drawn for ``batch`` images of ``size``: ``(H, W)`` or ``(D, H, W)``.
 
-    Every parameter tensor holds one row per sample, and ``params["image_size"]`` (when recorded) the ``(H, W)``
-    each row was drawn for. Replaying them on another batch would leave samples without parameters (or index past
-    them), and on another image size would put anomalies drawn for one grid onto another.
+    Every parameter tensor holds one row per sample, and ``params["image_size"]`` (when recorded) the spatial
+    size each row was drawn for. Replaying them on another batch would leave samples without parameters (or
+    index past them), and on another image size would put anomalies drawn for one grid onto another.
     """
     if not isinstance(params, dict):
         raise TypeError(f"{owner}: params must be the dict of an earlier call (its .last_params), got "
@@ -139,16 +161,18 @@ def check_replay(owner: str, params: dict, batch: int, size: tuple[int, int]) ->
     drawn_size = tuple(int(v) for v in recorded[0].tolist()) if recorded_ok else tuple(size)
     if any(n != batch for n in rows.values()) or drawn_size != tuple(size):
         raise ValueError(
-            f"{owner}: replayed params were drawn for a batch of {drawn} image(s) of {drawn_size[0]} x "
-            f"{drawn_size[1]}, got {batch} image(s) of {size[0]} x {size[1]}; replay needs the batch and image size "
-            "of the call that drew them"
+            f"{owner}: replayed params were drawn for a batch of {drawn} image(s) of "
+            f"{' x '.join(map(str, drawn_size))}, got {batch} image(s) of {' x '.join(map(str, size))}; replay "
+            "needs the batch and image size of the call that drew them"
         )
 
 
 def check_foreground(
     foreground: object, images: Tensor, name: str = "foreground", *, allow_empty: bool = False
 ) -> Tensor | None:
-    """Check a foreground ``(B, 1, H, W)`` of bools or 0/1 values; return it as bool on ``images.device``.
+    """Check a foreground ``(B, 1, H, W)`` (``(B, 1, D, H, W)`` for volumes) of bools or 0/1 values.
+
+    Returns it as bool on ``images.device``.
 
     Raises if any sample's foreground is empty, unless ``allow_empty``: a mask generator cannot place an anomaly
     there, and silently returning an empty mask would hand a "normal" sample to a user who asked for an
@@ -157,11 +181,14 @@ def check_foreground(
     if foreground is None:
         return None
     if not isinstance(foreground, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, 1, H, W) or None, got {type(foreground).__name__}")
-    b, _, h, w = images.shape
-    if tuple(foreground.shape) != (b, 1, h, w):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {spatial_layout(images)} or None, got "
+                        f"{type(foreground).__name__}")
+    check_same_ndim(foreground, images, name)
+    expected = (images.shape[0], 1, *images.shape[2:])
+    if tuple(foreground.shape) != expected:
         raise ValueError(
-            f"{name} must have shape (B, 1, H, W) = {(b, 1, h, w)} to match images, got {tuple(foreground.shape)}"
+            f"{name} must have shape {spatial_layout(images)} = {expected} to match images, got "
+            f"{tuple(foreground.shape)}"
         )
     check_has_data(foreground, name)
     if foreground.dtype != torch.bool:
@@ -186,13 +213,18 @@ def check_foreground(
 
 
 def check_masks(masks: object, images: Tensor, name: str = "masks") -> Tensor:
-    """Check binary masks ``(B, 1, H, W)`` (or ``(B, C, H, W)``) that match ``images``; return them as bool."""
+    """Check binary masks ``(B, 1, *S)`` (or ``(B, C, *S)``) that match ``images``; return them as bool.
+
+    ``S`` is ``(H, W)`` for images and ``(D, H, W)`` for volumes.
+    """
     if not isinstance(masks, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, 1, H, W), got {type(masks).__name__}")
-    b, c, h, w = images.shape
-    if masks.ndim != 4 or masks.shape[0] != b or masks.shape[1] not in (1, c) or tuple(masks.shape[2:]) != (h, w):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {spatial_layout(images)}, got {type(masks).__name__}")
+    check_same_ndim(masks, images, name)
+    b, c = images.shape[:2]
+    expected = (b, 1, *images.shape[2:])
+    if masks.shape[0] != b or masks.shape[1] not in (1, c) or masks.shape[2:] != images.shape[2:]:
         raise ValueError(
-            f"{name} must have shape (B, 1, H, W) = {(b, 1, h, w)} to match images, got {tuple(masks.shape)}"
+            f"{name} must have shape {spatial_layout(images)} = {expected} to match images, got {tuple(masks.shape)}"
         )
     if masks.device != images.device:
         raise ValueError(f"{name} is on {masks.device} but images are on {images.device}")
@@ -313,3 +345,25 @@ def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def check_spacing(name: str, value: object, ndim: int) -> tuple[float, ...] | None:
+    """Check a voxel spacing: ``None`` or ``ndim`` positive finite numbers (mm per voxel, ``(z, y, x)`` order)."""
+    if value is None:
+        return None
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != ndim:
+        raise ValueError(f"{name} must hold {ndim} positive numbers (mm per voxel along "
+                         f"{'(z, y, x)' if ndim == 3 else '(y, x)'}), got {value!r}")
+    spacing = tuple(_check_real(name, v) for v in value)
+    if any(v <= 0 for v in spacing):
+        raise ValueError(f"{name} must hold positive numbers (mm per voxel), got {value!r}")
+    return spacing
+
+
+def check_volume_support(owner: str, supported: bool, images: Tensor) -> None:
+    """Raise a ValueError naming ``owner`` when ``images`` is a 5-D volume batch that ``owner`` cannot handle yet."""
+    if images.ndim == 5 and not supported:
+        raise ValueError(
+            f"{owner} does not support 3-D volumes (B, C, D, H, W) yet, got images of shape {tuple(images.shape)}; "
+            "pass 2-D slices (B, C, H, W) or use a transform that supports volumes"
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_foreground, check_images, check_probability, check_value_range
+from ._checks import check_foreground, check_images, check_probability, check_value_range, check_volume_support
 from ._random import bernoulli, check_generator
 from .masks import BlurredNoiseMask, MaskGenerator
 from .overlays import IntensityShift, Overlay
@@ -39,9 +39,11 @@ class PseudoAnomaly(nn.Module):
         per-sample gate (bool, ``(B,)``), and the ``mask`` and ``overlay`` parameters of the anomalous samples.
 
     Shape:
-        - images: :math:`(B, C, H, W)`
-        - foreground: :math:`(B, 1, H, W)`
-        - output: ``(augmented, masks)`` of shapes :math:`(B, C, H, W)` and :math:`(B, 1, H, W)`
+        - images: :math:`(B, C, H, W)` or :math:`(B, C, D, H, W)` (volumes need a mask and an overlay with
+          ``supports_volumes``)
+        - foreground: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`, as many dimensions as images
+        - output: ``(augmented, masks)`` of shapes :math:`(B, C, *S)` and :math:`(B, 1, *S)`, ``S`` the spatial
+          size of images
 
     Example:
         >>> synth = PseudoAnomaly(p=1.0)
@@ -92,6 +94,9 @@ class PseudoAnomaly(nn.Module):
             ``(augmented, masks)``: new images and their anomaly masks (exactly 0/1, in ``images.dtype``).
         """
         check_images(images)
+        # before any draw: a volume batch needs both parts to handle volumes
+        check_volume_support(type(self.mask).__name__, self.mask.supports_volumes, images)
+        check_volume_support(type(self.overlay).__name__, self.overlay.supports_volumes, images)
         check_value_range(images, self.overlay.value_range)
         fg = check_foreground(foreground, images)
         check_generator(generator, images.device)
@@ -148,9 +153,11 @@ class OneOf(nn.Module):
         per-sample choice and each option's parameters, for replay with ``params=``.
 
     Shape:
-        - images: :math:`(B, C, H, W)`
-        - foreground: :math:`(B, 1, H, W)`
-        - output: ``(augmented, masks)`` of shapes :math:`(B, C, H, W)` and :math:`(B, 1, H, W)`
+        - images: :math:`(B, C, H, W)` or :math:`(B, C, D, H, W)` (volumes need a mask and an overlay with
+          ``supports_volumes``)
+        - foreground: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`, as many dimensions as images
+        - output: ``(augmented, masks)`` of shapes :math:`(B, C, *S)` and :math:`(B, 1, *S)`, ``S`` the spatial
+          size of images
 
     Example:
         >>> from pseudoanomaly.masks import BlobMask

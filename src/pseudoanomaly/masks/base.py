@@ -20,6 +20,7 @@ from .._checks import (
     check_int_at_least,
     check_range_pair,
     check_replay,
+    check_volume_support,
 )
 from .._random import check_generator
 
@@ -55,10 +56,14 @@ class MaskGenerator(nn.Module):
     Returns:
         Calling a generator returns one mask per image, see :meth:`forward`.
 
+    A generator that also makes 3-D masks sets ``supports_volumes = True`` and implements
+    :meth:`draw_volume` and :meth:`render_volume`; 5-D input to any other generator raises a ``ValueError``
+    naming it. The 2-D methods are never called for volumes, nor the 3-D ones for images.
+
     Shape:
-        - images: :math:`(B, C, H, W)`
-        - foreground: :math:`(B, 1, H, W)`
-        - output: :math:`(B, 1, H, W)`
+        - images: :math:`(B, C, H, W)` or :math:`(B, C, D, H, W)`
+        - foreground: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)` (as many dimensions as images)
+        - output: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
 
     Example:
         A new generator only draws its parameters and renders them; union, foreground, rejection and replay
@@ -80,6 +85,9 @@ class MaskGenerator(nn.Module):
         >>> torch.equal(gen(images, params=gen.last_params), masks)  # replay
         True
     """
+
+    #: Whether :meth:`draw_volume` and :meth:`render_volume` are implemented (5-D input is refused otherwise).
+    supports_volumes: bool = False
 
     def __init__(
         self,
@@ -118,6 +126,21 @@ class MaskGenerator(nn.Module):
         """Turn parameters from :meth:`draw` into ``(n, 1, H, W)`` masks, bool or 0/1 (before the foreground)."""
         raise NotImplementedError
 
+    def draw_volume(
+        self,
+        n: int,
+        size: tuple[int, int, int],
+        foreground: Tensor | None,
+        generator: torch.Generator | None,
+        device: torch.device,
+    ) -> Params:
+        """:meth:`draw` for volumes of ``size = (D, H, W)``; the foreground, if any, is ``(n, 1, D, H, W)``."""
+        raise NotImplementedError
+
+    def render_volume(self, params: Params, size: tuple[int, int, int]) -> Tensor:
+        """:meth:`render` for volumes: ``(n, 1, D, H, W)`` masks, bool or 0/1 (before the foreground)."""
+        raise NotImplementedError
+
     # -- shared machinery ---------------------------------------------------------------------------------
     def forward(
         self,
@@ -138,11 +161,12 @@ class MaskGenerator(nn.Module):
             Masks with values exactly 0 or 1, in ``images.dtype`` on ``images.device``.
 
         Shape:
-            - images: :math:`(B, C, H, W)`
-            - foreground: :math:`(B, 1, H, W)`
-            - output: :math:`(B, 1, H, W)`
+            - images: :math:`(B, C, H, W)` or :math:`(B, C, D, H, W)`
+            - foreground: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
+            - output: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
         """
         check_images(images)
+        check_volume_support(type(self).__name__, self.supports_volumes, images)
         fg = check_foreground(foreground, images)
         check_generator(generator, images.device)
         return self.generate(images, fg, generator, params)
@@ -166,45 +190,57 @@ class MaskGenerator(nn.Module):
             The masks :meth:`forward` would return; ``last_params`` is set as by :meth:`forward`.
 
         Shape:
-            - images: :math:`(B, C, H, W)`
-            - foreground: :math:`(B, 1, H, W)`
-            - output: :math:`(B, 1, H, W)`
+            - images: :math:`(B, C, H, W)` or :math:`(B, C, D, H, W)`
+            - foreground: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
+            - output: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
         """
-        b, _, h, w = images.shape
+        check_volume_support(type(self).__name__, self.supports_volumes, images)
+        b, size = images.shape[0], tuple(images.shape[2:])  # size: (H, W) or (D, H, W)
         if params is None:
-            params, masks = self._sample(b, h, w, foreground, generator, images.device)
-            # what replay checks: the (H, W) each sample's parameters were drawn for
-            params["image_size"] = torch.tensor([[h, w]], device=images.device).repeat(b, 1)
+            params, masks = self._sample(b, size, foreground, generator, images.device)
+            # what replay checks: the (H, W) or (D, H, W) each sample's parameters were drawn for
+            params["image_size"] = torch.tensor([list(size)], device=images.device).repeat(b, 1)
         else:
-            check_replay(type(self).__name__, params, b, (h, w))
-            masks = self._compose(params, h, w, foreground)
+            check_replay(type(self).__name__, params, b, size)
+            masks = self._compose(params, size, foreground)
         self.last_params = params
         return masks.to(images.dtype)
 
     # Kornia's name for it (``aug(x, params=aug._params)``), which users were told to use: kept as an alias.
     _params = property(lambda self: self.last_params, lambda self, value: setattr(self, "last_params", value))
 
+    def _draw(self, n, size, fg, generator, device) -> Params:
+        # images call the 2-D draw with its (height, width) arguments, volumes the 3-D one
+        if len(size) == 2:
+            return self.draw(n, size[0], size[1], fg, generator, device)
+        return self.draw_volume(n, size, fg, generator, device)
+
     def _draw_batch(
-        self, n: int, h: int, w: int, fg: Tensor | None, generator: torch.Generator | None, device: torch.device
+        self, n: int, size: tuple[int, ...], fg: Tensor | None, generator: torch.Generator | None,
+        device: torch.device
     ) -> Params:
         # (n, K, ...) parameters: K union members per sample, or one set repeated when same_on_batch.
         k = self.union
         if self.same_on_batch:
-            one = self.draw(k, h, w, None if fg is None else fg[:1].repeat(k, 1, 1, 1), generator, device)
+            first = None if fg is None else fg[:1].repeat(k, *([1] * (fg.ndim - 1)))
+            one = self._draw(k, size, first, generator, device)
             return {name: p.unsqueeze(0).expand(n, *p.shape).contiguous() for name, p in one.items()}
         fg_k = None if fg is None else fg.repeat_interleave(k, dim=0)
-        flat = self.draw(n * k, h, w, fg_k, generator, device)
+        flat = self._draw(n * k, size, fg_k, generator, device)
         return {name: p.view(n, k, *p.shape[1:]) for name, p in flat.items()}
 
-    def _compose(self, params: Params, h: int, w: int, fg: Tensor | None) -> Tensor:
+    def _compose(self, params: Params, size: tuple[int, ...], fg: Tensor | None) -> Tensor:
         members = {name: p for name, p in params.items() if name not in RECORDS}
         n, k = next(iter(members.values())).shape[:2]
         flat = {name: p.reshape(n * k, *p.shape[2:]) for name, p in members.items()}
-        masks = self.render(flat, h, w)  # (n * K, 1, H, W)
+        if len(size) == 2:
+            masks = self.render(flat, size[0], size[1])  # (n * K, 1, H, W)
+        else:
+            masks = self.render_volume(flat, size)  # (n * K, 1, D, H, W)
         if masks.dtype != torch.bool:
             masks = masks != 0
         if k > 1:
-            masks = masks.view(n, k, h, w).any(dim=1, keepdim=True)  # (n, 1, H, W)
+            masks = masks.view(n, k, *size).any(dim=1, keepdim=True)  # (n, 1, *size)
         if fg is not None:
             masks = masks & fg
         return masks
@@ -219,24 +255,25 @@ class MaskGenerator(nn.Module):
         return ok
 
     def _sample(
-        self, b: int, h: int, w: int, fg: Tensor | None, generator: torch.Generator | None, device: torch.device
+        self, b: int, size: tuple[int, ...], fg: Tensor | None, generator: torch.Generator | None,
+        device: torch.device
     ) -> tuple[Params, Tensor]:
-        params = self._draw_batch(b, h, w, fg, generator, device)
-        masks = self._compose(params, h, w, fg)
+        params = self._draw_batch(b, size, fg, generator, device)
+        masks = self._compose(params, size, fg)
         checks_needed = self.rejection or self.area != (0.0, 1.0)
         accepted = self._acceptable(masks, fg) if checks_needed else torch.ones(b, dtype=torch.bool, device=device)
         for _ in range(self.max_tries - 1):
             if not checks_needed or bool(accepted.all()):
                 break
             if self.same_on_batch:  # one shared draw: redraw it for everyone
-                params = self._draw_batch(b, h, w, fg, generator, device)
-                masks = self._compose(params, h, w, fg)
+                params = self._draw_batch(b, size, fg, generator, device)
+                masks = self._compose(params, size, fg)
                 accepted = self._acceptable(masks, fg)
                 continue
             redo = (~accepted).nonzero().flatten()
             sub_fg = None if fg is None else fg[redo]
-            new = self._draw_batch(len(redo), h, w, sub_fg, generator, device)
-            new_masks = self._compose(new, h, w, sub_fg)
+            new = self._draw_batch(len(redo), size, sub_fg, generator, device)
+            new_masks = self._compose(new, size, sub_fg)
             for name, p in new.items():
                 params[name][redo] = p
             masks[redo] = new_masks

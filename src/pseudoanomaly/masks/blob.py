@@ -14,7 +14,7 @@ Each blob here is the region ``rho <= r(theta)`` in the blob's own normalized po
 
 NOTE: departures from the reference, and choices of ours:
 
-- 2-D, and the elastic deformation is replaced by the low-order Fourier perturbation above: it is smooth by
+- The elastic deformation is replaced by the low-order Fourier perturbation above: it is smooth by
   construction, costs a handful of elementwise operations, and keeps each blob star-shaped around its centre
   (so one blob is one piece and always covers its centre pixel). Harmonics start at k = 2 because k = 0
   only rescales the blob and k = 1 mostly shifts it. Coefficients are uniform with amplitude decaying as
@@ -40,9 +40,10 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from .._checks import check_count_range, check_int_at_least, check_non_negative, check_range_pair
+from .._checks import check_count_range, check_int_at_least, check_non_negative, check_range_pair, check_spacing
 from .._random import randint, uniform
 from .base import MaskGenerator, Params
+from .blob3d import draw_blobs3d, render_blobs3d
 
 __all__ = ["BlobMask"]
 
@@ -161,12 +162,21 @@ class BlobMask(MaskGenerator):
     and blob slot: ``center`` (y, x) and ``axes`` in pixels, ``angle`` in radians, the ``outline``
     coefficients (a_k, b_k) and whether the slot is ``valid`` (used).
 
+    Volumes ``(B, C, D, H, W)`` get ellipsoids with a perturbed surface (see :mod:`pseudoanomaly.masks.blob3d`);
+    their ``last_params`` hold ``center`` (z, y, x) in voxels, ``axes`` (in mm with a ``spacing``, else in
+    voxels), a ``rotation`` quaternion, the surface harmonics' ``directions`` and ``outline`` amplitudes, and
+    ``valid``.
+
     Args:
         count: ``(min, max)`` number of blobs per mask (an integer means exactly that many).
-        radius: ``(min, max)`` of each semi-axis as a fraction of ``min(H, W)``, in (0, 1].
+        radius: ``(min, max)`` of each semi-axis as a fraction of the smallest side (``min(H, W)``, or
+            ``min(D, H, W)`` for volumes), in (0, 1]; with a ``spacing``, in millimetres (any positive values).
         irregularity: root-mean-square relative deviation of the outline from the ellipse (in expectation),
             in [0, 1]; 0 gives exact ellipses.
         harmonics: highest harmonic K of the outline perturbation (at least 2).
+        spacing: voxel size ``(z, y, x)`` in mm of the volumes this generator is called on, or ``None``. With it
+            ``radius`` is in mm and distances are physical, so anisotropic voxels (e.g. 0.7 x 0.7 x 2.5 mm)
+            still give round blobs; volumes only (2-D images with a spacing are refused).
         **kwargs: shared options of :class:`~pseudoanomaly.masks.MaskGenerator` (``union``,
             ``rejection``, ``area``, ``max_tries``, ``on_failure``, ``same_on_batch``).
 
@@ -176,9 +186,9 @@ class BlobMask(MaskGenerator):
         :meth:`MaskGenerator.forward <pseudoanomaly.masks.MaskGenerator.forward>`).
 
     Shape:
-        - images: :math:`(B, C, H, W)`
-        - foreground: :math:`(B, 1, H, W)`
-        - output: :math:`(B, 1, H, W)`
+        - images: :math:`(B, C, H, W)` or :math:`(B, C, D, H, W)`
+        - foreground: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
+        - output: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
 
     Example:
         >>> gen = BlobMask(count=2)
@@ -187,7 +197,18 @@ class BlobMask(MaskGenerator):
         >>> masks = gen(images, fg, generator=torch.Generator().manual_seed(0))
         >>> masks.shape, bool(masks[~fg].any()), bool(masks.flatten(1).any(dim=1).all())
         (torch.Size([3, 1, 64, 64]), False, True)
+
+        Volumes of 0.7 x 0.7 x 2.5 mm voxels, blobs of semi-axes 4 to 8 mm:
+
+        >>> gen = BlobMask(count=2, radius=(4.0, 8.0), spacing=(2.5, 0.7, 0.7))
+        >>> volumes = torch.rand(2, 1, 16, 64, 64)
+        >>> fg = torch.zeros(2, 1, 16, 64, 64, dtype=torch.bool); fg[..., 4:12, 16:48, 16:48] = True
+        >>> masks = gen(volumes, fg, generator=torch.Generator().manual_seed(0))
+        >>> masks.shape, bool(masks[~fg].any()), bool(masks.flatten(1).any(dim=1).all())
+        (torch.Size([2, 1, 16, 64, 64]), False, True)
     """
+
+    supports_volumes = True
 
     def __init__(
         self,
@@ -195,11 +216,14 @@ class BlobMask(MaskGenerator):
         radius: tuple[float, float] = RADIUS,
         irregularity: float = IRREGULARITY,
         harmonics: int = HARMONICS,
+        spacing: tuple[float, float, float] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.count = check_count_range("count", count)
-        self.radius = check_range_pair("radius", radius, 0.0, 1.0, low_inclusive=False)
+        self.spacing = check_spacing("spacing", spacing, 3)
+        high = 1.0 if self.spacing is None else float("inf")  # a fraction of the side, or millimetres
+        self.radius = check_range_pair("radius", radius, 0.0, high, low_inclusive=False)
         self.irregularity = check_non_negative("irregularity", irregularity)
         if self.irregularity > 1:
             raise ValueError(f"irregularity must be in [0, 1], got {irregularity!r}")
@@ -212,6 +236,9 @@ class BlobMask(MaskGenerator):
         self.register_buffer("amplitude", amplitude.float(), persistent=False)  # (K - 1,)
 
     def draw(self, n, height, width, foreground, generator, device) -> Params:
+        if self.spacing is not None:
+            raise ValueError(f"BlobMask: spacing={self.spacing} is a voxel size (z, y, x) for volumes (B, C, D, H, W), "
+                             f"got 2-D images of {height} x {width}; leave spacing=None for images")
         slots = self.count[1]
         counts = randint((n,), self.count[0], self.count[1], generator=generator, device=device)
         valid = torch.arange(slots, device=device) < counts[:, None]  # (n, slots)
@@ -231,8 +258,17 @@ class BlobMask(MaskGenerator):
     def render(self, params: Params, height: int, width: int) -> Tensor:
         return _render(params, height, width, windowed=True)
 
+    def draw_volume(self, n, size, foreground, generator, device) -> Params:
+        axes = self.radius if self.spacing is not None else tuple(r * min(size) for r in self.radius)
+        return draw_blobs3d(n, size, foreground, generator, device, self.count, axes, self.amplitude)
+
+    def render_volume(self, params: Params, size) -> Tensor:
+        return render_blobs3d(params, size, self.spacing or (1.0, 1.0, 1.0))
+
     def extra_repr(self) -> str:
         own = f"count={self.count}, radius={self.radius}, irregularity={self.irregularity}"
+        if self.spacing is not None:
+            own += f", spacing={self.spacing}"
         if self.harmonics != HARMONICS:
             own += f", harmonics={self.harmonics}"
         return f"{own}, {super().extra_repr()}"

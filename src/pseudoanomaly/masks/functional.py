@@ -1,6 +1,6 @@
 """Pure, batched operations that mask generators are made of: the public functional namespace of the masks.
 
-Every function takes and returns ``(B, 1, H, W)`` tensors (or builds one) on the caller's device and has no
+Every function takes and returns ``(B, 1, H, W)`` tensors, or volumes ``(B, 1, D, H, W)`` where it says so (or builds one) on the caller's device and has no
 hidden state; randomness comes in through explicit draws or an explicit ``torch.Generator``.
 
 Binary morphology (defined in :mod:`pseudoanomaly.masks.morphology`) follows OpenCV's definitions exactly
@@ -38,9 +38,11 @@ from .morphology import (  # noqa: F401  (MORPHOLOGY_* re-exported for the backe
     binary_opening,
     elliptical_kernel,
 )
+from .morphology3d import MORPHOLOGY_BACKENDS_3D, ellipsoidal_kernel  # noqa: F401  (backends re-exported)
 
 __all__ = [
     "elliptical_kernel",
+    "ellipsoidal_kernel",
     "binary_dilation",
     "binary_erosion",
     "binary_opening",

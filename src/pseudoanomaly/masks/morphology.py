@@ -2,8 +2,9 @@
 
 ``cv2.erode``/``cv2.dilate`` with their default borders: outside the image counts as foreground for erosion
 and as background for dilation, so a recipe written with ``cv2.morphologyEx`` gives the same masks here, bit
-for bit. Every function takes and returns ``(B, 1, H, W)`` masks; the public names are re-exported by
-:mod:`pseudoanomaly.masks.functional`.
+for bit. Every function takes and returns ``(B, 1, H, W)`` masks, or volume masks ``(B, 1, D, H, W)`` with a 3-D
+element (see :mod:`pseudoanomaly.masks.morphology3d`: same borders, exact against ``scipy.ndimage``); the public
+names are re-exported by :mod:`pseudoanomaly.masks.functional`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_choice, check_odd_size
+from .morphology3d import morphology3d
 
 __all__ = [
     "elliptical_kernel",
@@ -139,9 +141,9 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
 
 
 def _check_mask_tensor(masks: Tensor) -> None:
-    if not isinstance(masks, Tensor) or masks.ndim != 4 or masks.shape[1] != 1:
+    if not isinstance(masks, Tensor) or masks.ndim not in (4, 5) or masks.shape[1] != 1:
         got = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
-        raise ValueError(f"masks must be a tensor of shape (B, 1, H, W), got {got}")
+        raise ValueError(f"masks must be a tensor of shape (B, 1, H, W) or (B, 1, D, H, W), got {got}")
 
 
 def _op_codes(ops: object) -> str:
@@ -166,19 +168,21 @@ def binary_morphology(masks: Tensor, kernel: Tensor, ops: str | Sequence[str], b
 
     Args:
         masks: binary masks, bool or 0/1 floats.
-        kernel: 2-D structuring element with odd sides (bool or 0/1), e.g. :func:`elliptical_kernel`.
+        kernel: 2-D structuring element with odd sides (bool or 0/1), e.g. :func:`elliptical_kernel`; for
+            volume masks a 3-D one, e.g. :func:`~pseudoanomaly.masks.morphology3d.ellipsoidal_kernel`.
         ops: operations in order, by name: ``"dilate"``, ``"erode"``, ``"open"``, ``"close"`` (one name, or a
             sequence such as ``("open", "close")``). A string of one-letter codes (``"oc"``: ``d`` dilate,
             ``e`` erode, ``o`` open, ``c`` close) is also accepted.
         backend: ``"opencv"`` (per-image OpenCV calls on host memory), ``"torch"`` (max-pooling on the
-            masks' device) or ``"auto"`` (OpenCV on CPU, torch elsewhere). All give the same result.
+            masks' device) or ``"auto"`` (OpenCV on CPU, torch elsewhere). All give the same result. Volume
+            masks take ``"scipy"`` (``scipy.ndimage``), ``"torch"`` or ``"auto"`` (scipy on CPU).
 
     Returns:
         Masks of the same shape, dtype and device.
 
     Shape:
-        - masks: :math:`(B, 1, H, W)`
-        - output: :math:`(B, 1, H, W)`
+        - masks: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
+        - output: the shape of masks
 
     Example:
         >>> m = torch.zeros(1, 1, 9, 9); m[0, 0, 2:7, 2:7] = 1; m[0, 0, 4, 4] = 0
@@ -187,6 +191,8 @@ def binary_morphology(masks: Tensor, kernel: Tensor, ops: str | Sequence[str], b
     """
     _check_mask_tensor(masks)
     ops = _op_codes(ops)
+    if masks.ndim == 5:
+        return morphology3d(masks, kernel, ops, backend)
     if kernel.ndim != 2 or kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
         raise ValueError(f"kernel must be a 2-D tensor with odd sides, got shape {tuple(kernel.shape)}")
     dtype = masks.dtype
@@ -216,8 +222,8 @@ def binary_dilation(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Ten
         Masks of the same shape, dtype and device.
 
     Shape:
-        - masks: :math:`(B, 1, H, W)`
-        - output: :math:`(B, 1, H, W)`
+        - masks: :math:`(B, 1, H, W)`, or :math:`(B, 1, D, H, W)` with a 3-D kernel (see :func:`binary_morphology`)
+        - output: the shape of masks
 
     Example:
         >>> m = torch.zeros(1, 1, 5, 5); m[0, 0, 2, 2] = 1
@@ -244,8 +250,8 @@ def binary_erosion(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Tens
         Masks of the same shape, dtype and device.
 
     Shape:
-        - masks: :math:`(B, 1, H, W)`
-        - output: :math:`(B, 1, H, W)`
+        - masks: :math:`(B, 1, H, W)`, or :math:`(B, 1, D, H, W)` with a 3-D kernel (see :func:`binary_morphology`)
+        - output: the shape of masks
 
     Example:
         >>> m = torch.ones(1, 1, 4, 4); m[0, 0, 0, 0] = 0
@@ -271,8 +277,8 @@ def binary_opening(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Tens
         Masks of the same shape, dtype and device.
 
     Shape:
-        - masks: :math:`(B, 1, H, W)`
-        - output: :math:`(B, 1, H, W)`
+        - masks: :math:`(B, 1, H, W)`, or :math:`(B, 1, D, H, W)` with a 3-D kernel (see :func:`binary_morphology`)
+        - output: the shape of masks
 
     Example:
         >>> m = torch.zeros(1, 1, 6, 6); m[0, 0, 1:4, 1:4] = 1; m[0, 0, 5, 5] = 1
@@ -295,8 +301,8 @@ def binary_closing(masks: Tensor, kernel: Tensor, backend: str = "auto") -> Tens
         Masks of the same shape, dtype and device.
 
     Shape:
-        - masks: :math:`(B, 1, H, W)`
-        - output: :math:`(B, 1, H, W)`
+        - masks: :math:`(B, 1, H, W)`, or :math:`(B, 1, D, H, W)` with a 3-D kernel (see :func:`binary_morphology`)
+        - output: the shape of masks
 
     Example:
         >>> m = torch.ones(1, 1, 5, 5); m[0, 0, 2, 2] = 0

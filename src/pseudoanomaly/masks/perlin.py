@@ -17,7 +17,10 @@ NOTE: departures from the reference:
   corners empty;
 - any image size works: DRAEM's grid needs the size to be a multiple of the resolution (up to 32);
 - the whole batch is drawn at once: every sample gets gradients for the largest lattice
-  (``2**max + 1`` points per side) and uses the top-left part its own resolution needs.
+  (``2**max + 1`` points per side) and uses the top-left part its own resolution needs;
+- volumes ``(B, C, D, H, W)`` (DRAEM is 2-D): 3-D Perlin noise (:func:`~pseudoanomaly.noise3d.perlin_volume`)
+  with exponents drawn per axis, unit gradients uniform on the sphere, and no rotation (the rotation models
+  DRAEM's image augmentation; ``rotation`` applies to images only).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from torch import Tensor
 from .._checks import check_open_unit, check_range_pair
 from .._random import randint, uniform
 from ..noise import perlin_noise
+from ..noise3d import perlin_volume, random_unit_vectors
 from .base import MaskGenerator, Params
 
 __all__ = ["PerlinMask"]
@@ -80,10 +84,14 @@ class PerlinMask(MaskGenerator):
         exactly 0 or 1, in the images' dtype and on their device, never outside the foreground (see
         :meth:`MaskGenerator.forward <pseudoanomaly.masks.MaskGenerator.forward>`).
 
+    Volumes get 3-D Perlin noise with ``2**u x 2**v x 2**w`` cells (one exponent per axis, drawn in
+    ``scale_exponents``) and no rotation; their ``last_params`` hold ``resolution`` ``(n, 3)`` and unit
+    ``gradients`` ``(n, L, L, L, 3)``.
+
     Shape:
-        - images: :math:`(B, C, H, W)`
-        - foreground: :math:`(B, 1, H, W)`
-        - output: :math:`(B, 1, H, W)`
+        - images: :math:`(B, C, H, W)` or :math:`(B, C, D, H, W)`
+        - foreground: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
+        - output: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
 
     Example:
         >>> gen = PerlinMask()
@@ -91,6 +99,8 @@ class PerlinMask(MaskGenerator):
         >>> masks.shape, set(gen.last_params["resolution"].flatten().tolist()) <= {1, 2, 4, 8, 16, 32}
         (torch.Size([4, 1, 64, 64]), True)
     """
+
+    supports_volumes = True
 
     def __init__(
         self,
@@ -115,6 +125,16 @@ class PerlinMask(MaskGenerator):
     def render(self, params: Params, height: int, width: int) -> Tensor:
         noise = perlin_noise(params["gradient_angles"], params["resolution"], height, width, params["rotation"])
         return (noise > self.threshold).float()  # (n, 1, H, W)
+
+    def draw_volume(self, n, size, foreground, generator, device) -> Params:
+        low, high = self.scale_exponents
+        exponents = randint((n, 3), low, high, generator=generator, device=device)  # (n, 3): depth, height, width
+        side = 2**high + 1  # the finest lattice; coarser samples use its first corner
+        gradients = random_unit_vectors((n, side, side, side), generator, device)
+        return {"resolution": 2**exponents, "gradients": gradients}
+
+    def render_volume(self, params: Params, size) -> Tensor:
+        return perlin_volume(params["gradients"], params["resolution"], size) > self.threshold  # (n, 1, D, H, W)
 
     def extra_repr(self) -> str:
         own = f"scale_exponents={self.scale_exponents}, rotation={self.rotation}, threshold={self.threshold}"

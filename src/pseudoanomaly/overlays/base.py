@@ -11,7 +11,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_images, check_masks, check_range_pair, check_replay, check_value_range
+from .._checks import (
+    check_images,
+    check_masks,
+    check_range_pair,
+    check_replay,
+    check_value_range,
+    check_volume_support,
+)
 from .._random import check_generator
 
 __all__ = ["Overlay"]
@@ -34,10 +41,13 @@ class Overlay(nn.Module):
     Returns:
         Calling an overlay returns a new batch with the masked pixels painted, see :meth:`forward`.
 
+    An overlay whose :meth:`draw` and :meth:`fill` also work on volumes sets ``supports_volumes = True``; 5-D
+    input to any other overlay raises a ``ValueError`` naming it.
+
     Shape:
-        - images: :math:`(B, C, H, W)`
-        - masks: :math:`(B, 1, H, W)`
-        - output: :math:`(B, C, H, W)`
+        - images: :math:`(B, C, H, W)` or :math:`(B, C, D, H, W)`
+        - masks: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
+        - output: the shape of images
 
     Example:
         A new overlay only draws its parameters and says what a masked pixel becomes; the base class keeps
@@ -55,6 +65,9 @@ class Overlay(nn.Module):
         >>> torch.equal(out[masks == 0], images[masks == 0]), bool((out[masks == 1] != images[masks == 1]).any())
         (True, True)
     """
+
+    #: Whether :meth:`draw` and :meth:`fill` handle 5-D volume batches (they are refused otherwise).
+    supports_volumes: bool = False
 
     def __init__(self, *, value_range: tuple[float, float] = (0.0, 1.0), same_on_batch: bool = False) -> None:
         super().__init__()
@@ -94,11 +107,12 @@ class Overlay(nn.Module):
             A new tensor of the same shape, dtype and device as ``images``.
 
         Shape:
-            - images: :math:`(B, C, H, W)`
-            - masks: :math:`(B, 1, H, W)`
-            - output: :math:`(B, C, H, W)`
+            - images: :math:`(B, C, H, W)` or :math:`(B, C, D, H, W)`
+            - masks: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
+            - output: the shape of images
         """
         check_images(images)
+        check_volume_support(type(self).__name__, self.supports_volumes, images)
         check_value_range(images, self.value_range)
         inside = check_masks(masks, images)
         check_generator(generator, images.device)
@@ -123,21 +137,22 @@ class Overlay(nn.Module):
             The new batch :meth:`forward` would return; ``last_params`` is set as by :meth:`forward`.
 
         Shape:
-            - images: :math:`(B, C, H, W)`
-            - inside: :math:`(B, 1, H, W)` or :math:`(B, C, H, W)`
-            - output: :math:`(B, C, H, W)`
+            - images: :math:`(B, C, H, W)` or :math:`(B, C, D, H, W)`
+            - inside: :math:`(B, 1, *S)` or :math:`(B, C, *S)`, ``S`` the spatial size of images
+            - output: the shape of images
         """
-        b, _, h, w = images.shape
+        check_volume_support(type(self).__name__, self.supports_volumes, images)
+        b, size = images.shape[0], tuple(images.shape[2:])  # size: (H, W) or (D, H, W)
         if params is None:
             if self.same_on_batch:
                 one = self.draw(images[:1], generator)
                 params = {k: v.expand(b, *v.shape[1:]).contiguous() for k, v in one.items()}
             else:
                 params = self.draw(images, generator)
-            # what replay checks: the (H, W) each sample's parameters were drawn for
-            params["image_size"] = torch.tensor([[h, w]], device=images.device).repeat(b, 1)
+            # what replay checks: the (H, W) or (D, H, W) each sample's parameters were drawn for
+            params["image_size"] = torch.tensor([list(size)], device=images.device).repeat(b, 1)
         else:
-            check_replay(type(self).__name__, params, b, (h, w))
+            check_replay(type(self).__name__, params, b, size)
         self.last_params = params
         return torch.where(inside, self.fill(images, params).to(images.dtype), images)
 

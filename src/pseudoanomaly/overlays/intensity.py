@@ -44,9 +44,9 @@ class IntensityShift(Overlay):
         :meth:`Overlay.forward <pseudoanomaly.overlays.Overlay.forward>`).
 
     Shape:
-        - images: :math:`(B, C, H, W)`
-        - masks: :math:`(B, 1, H, W)`
-        - output: :math:`(B, C, H, W)`
+        - images: :math:`(B, C, H, W)` or :math:`(B, C, D, H, W)`
+        - masks: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
+        - output: the shape of images
 
     Example:
         >>> shift = IntensityShift(direction="darken")
@@ -56,6 +56,8 @@ class IntensityShift(Overlay):
         >>> bool((out[masks.bool()] < 0.5).all()), bool((out[~masks.bool()] == 0.5).all())
         (True, True)
     """
+
+    supports_volumes = True  # one constant per sample: nothing depends on the number of spatial dimensions
 
     def __init__(
         self,
@@ -86,7 +88,8 @@ class IntensityShift(Overlay):
         return {"shift": sign * size * width}  # (B,) in image units
 
     def fill(self, images: Tensor, params: Params) -> Tensor:
-        return self._clip(images + params["shift"].view(-1, 1, 1, 1).to(images.dtype))  # (B, C, H, W)
+        shift = params["shift"].view(-1, *[1] * (images.ndim - 1)).to(images.dtype)  # (B, 1, 1, 1[, 1])
+        return self._clip(images + shift)  # the shape of images
 
     def extra_repr(self) -> str:
         own = f"magnitude=({self.magnitude[0]:.4f}, {self.magnitude[1]:.4f}), direction={self.direction!r}"

@@ -23,6 +23,9 @@ NOTE: choices of ours:
   uniform over the others. With ``B == 1``, or ``same_on_batch`` (parameters are drawn for one sample),
   there is no other sample and ``source="other"`` falls back to ``"self"``. Inside
   :class:`~pseudoanomaly.PseudoAnomaly` the batch is the anomalous subset, so sources come from that subset.
+- Volumes ``(B, C, D, H, W)``: the same, in 3-D; the offset has a uniform random direction on the sphere (a
+  normalized Gaussian vector) and a length drawn in ``shift`` as a fraction of the volume's sides (``dz`` of
+  D, ``dy`` of H, ``dx`` of W).
 - CutPaste's color jitter and patch-size/aspect sampling are left out: the size and shape come from the
   mask generator and an intensity change from another overlay.
 """
@@ -69,9 +72,9 @@ class PatchBlend(Overlay):
         :meth:`Overlay.forward <pseudoanomaly.overlays.Overlay.forward>`).
 
     Shape:
-        - images: :math:`(B, C, H, W)`
-        - masks: :math:`(B, 1, H, W)`
-        - output: :math:`(B, C, H, W)`
+        - images: :math:`(B, C, H, W)` or :math:`(B, C, D, H, W)`
+        - masks: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
+        - output: the shape of images
 
     Example:
         >>> blend = PatchBlend(source="other", alpha=(1.0, 1.0))
@@ -81,6 +84,8 @@ class PatchBlend(Overlay):
         >>> out[0, 0, 1].tolist(), out[1, 0, 1].tolist()
         ([0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0])
     """
+
+    supports_volumes = True
 
     def __init__(
         self,
@@ -95,6 +100,8 @@ class PatchBlend(Overlay):
         self.shift = check_range_pair("shift", shift, 0.0, 1.0)
 
     def draw(self, images: Tensor, generator: torch.Generator | None) -> Params:
+        if images.ndim == 5:
+            return self._draw_volume(images, generator)
         b, _, h, w = images.shape
         device = images.device
         alpha = uniform((b,), self.alpha[0], self.alpha[1], generator=generator, device=device)
@@ -109,7 +116,24 @@ class PatchBlend(Overlay):
         # alpha (B,); step (B,): the source is sample (b + step) % B; offset (B, 2): (dy, dx) in pixels
         return {"alpha": alpha, "step": step, "offset": offset}
 
+    def _draw_volume(self, images: Tensor, generator: torch.Generator | None) -> Params:
+        b, device = images.shape[0], images.device
+        alpha = uniform((b,), self.alpha[0], self.alpha[1], generator=generator, device=device)
+        if self.source == "other" and b > 1:
+            step = randint((b,), 1, b - 1, generator=generator, device=device)
+        else:
+            step = torch.zeros(b, dtype=torch.long, device=device)
+        length = uniform((b,), self.shift[0], self.shift[1], generator=generator, device=device)
+        direction = torch.randn((b, 3), generator=generator, device=device)
+        direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # uniform on the sphere
+        sides = torch.tensor(images.shape[2:], device=device, dtype=direction.dtype)
+        offset = (length[:, None] * sides * direction).round().long() * (step == 0)[:, None]
+        # offset (B, 3): (dz, dy, dx) in voxels
+        return {"alpha": alpha, "step": step, "offset": offset}
+
     def fill(self, images: Tensor, params: Params) -> Tensor:
+        if images.ndim == 5:
+            return self._fill_volume(images, params)
         b, c, h, w = images.shape
         batch = torch.arange(b, device=images.device)
         sources = images[(batch + params["step"]) % b]  # (B, C, H, W)
@@ -120,6 +144,19 @@ class PatchBlend(Overlay):
         index = (rows[:, :, None] * w + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
         patch = sources.flatten(2).gather(2, index).view(b, c, h, w)
         alpha = params["alpha"].to(images.dtype).view(b, 1, 1, 1)
+        return self._clip((1 - alpha) * images + alpha * patch)
+
+    def _fill_volume(self, images: Tensor, params: Params) -> Tensor:
+        b, c, d, h, w = images.shape
+        batch = torch.arange(b, device=images.device)
+        sources = images[(batch + params["step"]) % b]  # (B, C, D, H, W)
+        # voxel (z, y, x) reads the source at (z - dz, y - dy, x - dx), wrapped
+        z, y, x = ((torch.arange(n, device=images.device) - params["offset"][:, i : i + 1]) % n
+                   for i, n in enumerate((d, h, w)))  # (B, D), (B, H), (B, W)
+        index = (z[:, :, None, None] * (h * w) + y[:, None, :, None] * w + x[:, None, None, :])
+        index = index.view(b, 1, d * h * w).expand(b, c, d * h * w)
+        patch = sources.flatten(2).gather(2, index).view(b, c, d, h, w)
+        alpha = params["alpha"].to(images.dtype).view(b, 1, 1, 1, 1)
         return self._clip((1 - alpha) * images + alpha * patch)
 
     def extra_repr(self) -> str:

@@ -17,7 +17,9 @@ NOTE: departures from the reference:
   get DRAEM's geometry); a smaller one is upscaled, keeping its aspect ratio, until it covers the image;
 - DRAEM's random augmentation of the texture is left to an optional ``texture_transform``;
 - without a bank, textures are fractal Perlin noise (our choice, not DRAEM's), so the overlay works with no
-  data at all.
+  data at all;
+- volumes ``(B, C, D, H, W)`` (DRAEM is 2-D) take a bank of volumes ``(N, C, d, h, w)``, cropped (and upscaled
+  trilinearly when smaller) the same way, or 3-D fractal Perlin noise (:func:`~pseudoanomaly.noise3d.fractal_volume`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from torch import Tensor
 from .._checks import check_range_pair
 from .._random import randint, uniform
 from ..noise import fractal_noise, minmax_stretch
+from ..noise3d import fractal_volume, random_unit_vectors
 from .base import Overlay, Params
 
 __all__ = ["TextureBlend"]
@@ -46,8 +49,9 @@ NOISE_PERSISTENCE = 0.5  # each octave half as strong as the one before (the usu
 def _check_bank(textures: object) -> Tensor:
     if not isinstance(textures, Tensor):
         raise TypeError(f"textures must be a torch.Tensor of shape (N, C, h, w) or None, got {type(textures).__name__}")
-    if textures.ndim != 4 or 0 in textures.shape:
-        raise ValueError(f"textures must have a non-empty shape (N, C, h, w), got {tuple(textures.shape)}")
+    if textures.ndim not in (4, 5) or 0 in textures.shape:
+        raise ValueError(f"textures must have a non-empty shape (N, C, h, w) (or (N, C, d, h, w) for volumes), got "
+                         f"{tuple(textures.shape)}")
     if not textures.is_floating_point():
         raise TypeError(f"textures must be a floating-point tensor, got dtype {textures.dtype}")
     if not bool(torch.isfinite(textures).all()):
@@ -69,6 +73,23 @@ def _crop(bank: Tensor, index: Tensor, top: Tensor, left: Tensor, height: int, w
     picked = bank.reshape(n * c * th, tw).index_select(0, rows.view(-1)).view(b, c * height, tw)
     cols = (left.view(b, 1, 1) + col).expand(b, c * height, width)
     return picked.gather(2, cols).view(b, c, height, width)
+
+
+def _crop_volumes(bank: Tensor, index: Tensor, corner: Tensor, size: tuple[int, int, int]) -> Tensor:
+    # crop i is bank[index[i], :, z:z + D, y:y + H, x:x + W] with (z, y, x) = corner[i], by broadcast indexing
+    b, c = index.shape[0], bank.shape[1]
+    z, y, x = (corner[:, i].view(b, 1, 1, 1, 1) + torch.arange(n, device=bank.device).view(
+        [1, 1] + [-1 if j == i else 1 for j in range(3)]) for i, n in enumerate(size))
+    channel = torch.arange(c, device=bank.device).view(1, c, 1, 1, 1)
+    return bank[index.view(b, 1, 1, 1, 1), channel, z, y, x]  # (B, C, D, H, W)
+
+
+def _covering_volume(bank_size: tuple[int, ...], size: tuple[int, ...]) -> tuple[int, ...]:
+    # size a bank of volumes is upscaled to, keeping its aspect ratio, so that it covers the volumes
+    if all(t >= n for t, n in zip(bank_size, size)):
+        return tuple(bank_size)
+    scale = max(n / t for t, n in zip(bank_size, size))
+    return tuple(max(n, round(t * scale)) for t, n in zip(bank_size, size))
 
 
 def _covering_size(th: int, tw: int, h: int, w: int) -> tuple[int, int]:
@@ -106,11 +127,15 @@ class TextureBlend(Overlay):
         images' shape, dtype and device: masked pixels painted, every other pixel bit-identical (see
         :meth:`Overlay.forward <pseudoanomaly.overlays.Overlay.forward>`).
 
+    Volumes ``(B, C, D, H, W)`` take a bank of volumes (a 5-D ``textures``) or, without a bank, 3-D fractal
+    Perlin noise (:func:`~pseudoanomaly.noise3d.fractal_volume`); a bank of one kind refuses the other kind of
+    input.
+
     Shape:
-        - textures: :math:`(N, C \\text{ or } 1, h, w)`
-        - images: :math:`(B, C, H, W)`
-        - masks: :math:`(B, 1, H, W)`
-        - output: :math:`(B, C, H, W)`
+        - textures: :math:`(N, C \\text{ or } 1, h, w)`, or :math:`(N, C \\text{ or } 1, d, h, w)` for volumes
+        - images: :math:`(B, C, H, W)` or :math:`(B, C, D, H, W)`
+        - masks: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
+        - output: the shape of images
 
     Example:
         >>> blend = TextureBlend(textures=torch.ones(3, 1, 40, 40), beta=(0.5, 0.5))
@@ -122,6 +147,7 @@ class TextureBlend(Overlay):
     """
 
     textures: Tensor | None
+    supports_volumes = True
 
     def __init__(
         self,
@@ -146,12 +172,15 @@ class TextureBlend(Overlay):
         self.texture_transform = texture_transform
 
     def draw(self, images: Tensor, generator: torch.Generator | None) -> Params:
-        b, c, h, w = images.shape
+        b, c = images.shape[:2]
         device = images.device
-        if self.textures is None:
+        self._check_bank_kind(images)
+        if images.ndim == 5:
+            params = self._draw_volume(images, generator)
+        elif self.textures is None:
             params = self._draw_noise(b, c, generator, device)
         else:
-            params = self._draw_crops(b, c, h, w, generator, device)
+            params = self._draw_crops(b, c, images.shape[2], images.shape[3], generator, device)
         params["beta"] = uniform((b,), *self.beta, generator=generator, device=device)
         if self.texture_transform is not None:
             texture = self._texture(images, params)
@@ -164,13 +193,16 @@ class TextureBlend(Overlay):
 
     def fill(self, images: Tensor, params: Params) -> Tensor:
         texture = params["texture"] if "texture" in params else self._texture(images, params)
-        beta = params["beta"].to(images.dtype).view(-1, 1, 1, 1)
+        beta = params["beta"].to(images.dtype).view(-1, *[1] * (images.ndim - 1))  # (B, 1, 1, 1[, 1])
         blended = texture.to(images.dtype) * (1 - beta)  # a new tensor: the texture may be a parameter
         return blended.add_(beta * images).clamp_(*self.value_range)
 
     # -- textures -----------------------------------------------------------------------------------------
     def _texture(self, images: Tensor, params: Params) -> Tensor:
-        """The ``(B, C, H, W)`` textures that ``params`` choose, before ``texture_transform``."""
+        """The ``(B, C, H, W)`` (or ``(B, C, D, H, W)``) textures that ``params`` choose, before ``texture_transform``."""
+        self._check_bank_kind(images)
+        if images.ndim == 5:
+            return self._volume_texture(images, params)
         if "noise_resolution" in params:
             return self._noise_texture(images, params)
         return self._crop_texture(images, params)
@@ -222,6 +254,49 @@ class TextureBlend(Overlay):
             index = torch.arange(b, device=bank.device)
         crops = _crop(bank, index, params["top"].to(bank.device), params["left"].to(bank.device), h, w)
         return crops.to(device=images.device, dtype=images.dtype).expand(b, c, h, w)  # 1 channel serves all
+
+    # -- volumes ------------------------------------------------------------------------------------------------
+    def _check_bank_kind(self, images: Tensor) -> None:
+        if self.textures is not None and self.textures.ndim != images.ndim:
+            kinds = {4: "2-D textures (N, C, h, w)", 5: "volumes (N, C, d, h, w)"}
+            raise ValueError(f"TextureBlend: textures is a bank of {kinds[self.textures.ndim]} (shape "
+                             f"{tuple(self.textures.shape)}) but the images have shape {tuple(images.shape)}; "
+                             f"pass a bank of {kinds[images.ndim]} or textures=None for noise textures")
+
+    def _draw_volume(self, images: Tensor, generator) -> Params:
+        b, c, *size = images.shape
+        device = images.device
+        if self.textures is None:
+            low, high = NOISE_BASE_EXPONENTS
+            params = {"noise_resolution": 2 ** randint((b,), low, high, generator=generator, device=device)}
+            for k in range(NOISE_OCTAVES):
+                side = 2 ** (high + k) + 1
+                params[f"noise_gradients_{k}"] = random_unit_vectors((b, c, side, side, side), generator, device)
+            return params
+        self._check_channels(c)
+        covering = _covering_volume(tuple(self.textures.shape[2:]), tuple(size))
+        params = {"index": randint((b,), 0, self.textures.shape[0] - 1, generator=generator, device=device)}
+        corner = [randint((b,), 0, full - n, generator=generator, device=device) for full, n in zip(covering, size)]
+        params["corner"] = torch.stack(corner, dim=-1)  # (B, 3): z, y, x of the crop in the (upscaled) bank
+        return params
+
+    def _volume_texture(self, images: Tensor, params: Params) -> Tensor:
+        b, c, *size = images.shape
+        size = tuple(size)
+        if self.textures is None:
+            gradients = [params[f"noise_gradients_{k}"].flatten(0, 1) for k in range(NOISE_OCTAVES)]
+            resolution = params["noise_resolution"].repeat_interleave(c).view(-1, 1).expand(-1, 3)  # (B * C, 3)
+            field = fractal_volume(gradients, resolution, size, NOISE_PERSISTENCE).view(b, c, *size)
+            lo, hi = self.value_range
+            return lo + (hi - lo) * minmax_stretch(field.to(images.dtype))
+        self._check_channels(c)
+        bank, index = self.textures, params["index"].to(self.textures.device)
+        covering = _covering_volume(tuple(bank.shape[2:]), size)
+        if covering != tuple(bank.shape[2:]):
+            bank = F.interpolate(bank[index], size=covering, mode="trilinear", align_corners=False)
+            index = torch.arange(b, device=bank.device)
+        crops = _crop_volumes(bank, index, params["corner"].to(bank.device), size)
+        return crops.to(device=images.device, dtype=images.dtype).expand(b, c, *size)
 
     def extra_repr(self) -> str:
         source = "noise" if self.textures is None else f"textures={tuple(self.textures.shape)}"
