@@ -23,6 +23,7 @@ DOCS = ROOT / "docs"
 API_PAGES = [
     "pseudoanomaly",
     "noise",
+    "noise3d",
     "masks",
     "masks.functional",
     "overlays",

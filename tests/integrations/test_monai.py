@@ -205,3 +205,21 @@ def test_3d_volumes_and_plain_tensors():
         set_track_meta(True)
     assert type(bare["image"]) is torch.Tensor and type(bare["anomaly"]) is torch.Tensor
     assert np.array_equal(bare["image"].numpy(), out["image"].as_tensor().numpy())
+
+
+@pytest.mark.parametrize("synthesis", ["zhang2023", "blobs in mm"])
+def test_the_librarys_own_syntheses_paint_volumes_inside_the_foreground(synthesis):
+    from pseudoanomaly import PseudoAnomaly, presets
+    from pseudoanomaly.masks import BlobMask
+    from pseudoanomaly.overlays import IntensityShift
+
+    synth = presets.zhang2023() if synthesis == "zhang2023" else PseudoAnomaly(
+        BlobMask(radius=(3.0, 6.0), spacing=(2.5, 1.0, 1.0)), IntensityShift())
+    sample = _sample(spatial=(12, 32, 32), channels=1)
+    t = _transform(synthesis=synth, prob=1.0)
+    out = t.set_random_state(0)(sample)
+    mask = out["anomaly"].as_tensor().bool()
+    assert out["anomaly"].shape == (1, 12, 32, 32)
+    assert not mask[~sample["liver"].as_tensor().bool()].any()
+    assert torch.equal((out["image"] != sample["image"]).as_tensor(), mask)
+    assert _equal(out, t.set_random_state(0)(sample))

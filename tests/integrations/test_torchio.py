@@ -126,3 +126,18 @@ def test_the_monai_transform_through_monai_adapter():
     first = adapter(subject)
     t.set_random_state(5)
     assert _equal(first, adapter(subject))
+
+
+def test_the_librarys_blobs_in_mm_paint_a_volume():
+    from pseudoanomaly import PseudoAnomaly
+    from pseudoanomaly.masks import BlobMask
+    from pseudoanomaly.overlays import IntensityShift
+
+    subject = _subject(spatial=(32, 32, 12))
+    t = _transform(synthesis=PseudoAnomaly(BlobMask(radius=(3.0, 6.0), spacing=(1.0, 1.0, 2.5)), IntensityShift()))
+    torch.manual_seed(0)
+    out = t(subject)
+    mask = out["anomaly"].data.bool()
+    assert bool(mask.any()) and torch.equal(mask, out["ct"].data != subject["ct"].data)
+    torch.manual_seed(0)
+    assert _equal(out, t(subject))

@@ -6,7 +6,8 @@ bit for bit (PyTorch seeds each ``DataLoader`` worker differently, so workers dr
 
 NOTE: TorchIO keeps every image 4-D, ``(C, W, H, D)``, and a 2-D image as ``(C, W, H, 1)``. Such an image goes
 through the synthesis as the 2-D image it is, ``(1, C, W, H)``, not as a volume one voxel deep; any other goes
-through it as a volume ``(1, C, W, H, D)``.
+through it as a volume ``(1, C, W, H, D)``: a synthesis that takes a voxel ``spacing`` (``BlobMask``,
+``BlurredNoiseMask``) wants it in that axis order, ``subject[image_key].spacing`` as TorchIO reports it.
 """
 
 from __future__ import annotations
