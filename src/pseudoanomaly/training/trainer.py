@@ -180,10 +180,8 @@ class Trainer:
                 self.stopped_early = True
                 break
             resumed = saved if index == start_phase and start_step > 0 else None
-            try:
-                self._run_phase(index, phase, total, train_data, val_data, steps_per_epoch,
-                                start_step if resumed else 0, resumed)
-            except _StopRequested:
+            if self._run_phase(index, phase, total, train_data, val_data, steps_per_epoch,
+                               start_step if resumed else 0, resumed):
                 self.stopped_early = True
                 break
         return self.history
@@ -194,9 +192,10 @@ class Trainer:
 
     # -- one phase ------------------------------------------------------------------------------------------
     def _run_phase(self, index: int, phase: Phase, total: int, data: object, val_data: object | None,
-                   steps_per_epoch: int, step: int, resumed: dict[str, Any] | None) -> None:
+                   steps_per_epoch: int, step: int, resumed: dict[str, Any] | None) -> bool:
+        """Train one phase from ``step``; True when ``stop_after`` stopped it before its end."""
         if total == 0:
-            return
+            return False
         optimizer, scheduler = self._enter(phase, total)
         if resumed is not None:
             optimizer.load_state_dict(resumed["optimizer"])
@@ -234,7 +233,7 @@ class Trainer:
                     if epoch_end or (every and step % every == 0) or self._steps_left == 0:
                         self._save(index, step, steps_per_epoch, optimizer, scheduler)
                     if self._steps_left == 0:
-                        raise _StopRequested
+                        return True
         finally:
             if bar is not None:
                 bar.close()
@@ -242,6 +241,7 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         # The next phase starts fresh (new optimizer), so its checkpoint holds no optimizer state.
         self._save(index + 1, 0, steps_per_epoch, None, None)
+        return False
 
     def _enter(self, phase: Phase, total: int) -> tuple[torch.optim.Optimizer, Any]:
         phase.freeze()
@@ -327,10 +327,6 @@ class Trainer:
         self._generator.set_state(saved["rng"]["synthesis"][self.rank])
         self.history = list(saved["history"])
         return saved
-
-
-class _StopRequested(Exception):
-    """Raised inside a phase when fit's ``stop_after`` steps are done (after the checkpoint is written)."""
 
 
 def _mean(window: list[dict[str, float]], key: str) -> float:
