@@ -1,4 +1,4 @@
-"""A MONAI pipeline that paints pseudo-anomalies into axial slices of the CHAOS CT scan, inside the liver.
+"""A MONAI pipeline that paints 3-D pseudo-anomalies, sized in millimetres, into the CHAOS CT scan, inside the liver.
 
 Runs as is (the test suite runs it); it exits quietly, saying why, where MONAI or the scan is absent. The scan is
 looked for in ``$CHAOS_DIR``, by default ``shared/data/chaos-ct3`` next to the repository.
@@ -13,12 +13,15 @@ import torch
 try:
     from monai.data import CacheDataset, DataLoader
     from monai.transforms import (
-        Compose, LoadImaged, Orientationd, RandCropByPosNegLabeld, RandFlipd, ScaleIntensityRanged, SqueezeDimd,
+        Compose, LoadImaged, Orientationd, RandCropByPosNegLabeld, RandFlipd, ScaleIntensityRanged,
     )
 except ImportError:
     print('skipped: MONAI is not installed (pip install -c constraints.txt -e ".[monai]")')
     sys.exit(0)
+from pseudoanomaly import PseudoAnomaly
 from pseudoanomaly.integrations.monai import RandPseudoAnomalyd
+from pseudoanomaly.masks import BlobMask
+from pseudoanomaly.overlays import IntensityShift
 
 CHAOS = Path(os.environ.get("CHAOS_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "chaos-ct3"))
 if not (CHAOS / "ct.nii.gz").is_file() or not (CHAOS / "liver.nii.gz").is_file():
@@ -30,12 +33,12 @@ pipeline = Compose([
     Orientationd(keys=["image", "liver"], axcodes="RAS"),  # the last axis runs from feet to head
     # the paper's abdominal window, to the [0, 1] the synthesis paints in
     ScaleIntensityRanged(keys="image", a_min=-200.0, a_max=250.0, b_min=0.0, b_max=1.0, clip=True),
-    # four axial slices through the liver, then 2-D: (1, 512, 512, 1) -> (1, 512, 512)
-    RandCropByPosNegLabeld(keys=["image", "liver"], label_key="liver", spatial_size=(-1, -1, 1), pos=1, neg=0,
-                           num_samples=4),
-    SqueezeDimd(keys=["image", "liver"], dim=-1),
-    # the paper's synthesis (pseudoanomaly.presets.zhang2023) inside the liver, in half of the slices
-    RandPseudoAnomalyd(keys="image", foreground_key="liver", mask_key="anomaly", prob=0.5),
+    # two patches of 128 x 128 x 32 voxels (93 x 93 x 64 mm) centred in the liver
+    RandCropByPosNegLabeld(keys=["image", "liver"], label_key="liver", spatial_size=(128, 128, 32), pos=1, neg=0,
+                           num_samples=2),
+    # tumour-like blobs of 5-15 mm radius in the liver; spacing in the tensor's axis order (x, y, z after RAS)
+    RandPseudoAnomalyd(keys="image", foreground_key="liver", mask_key="anomaly", prob=1.0, synthesis=PseudoAnomaly(
+        BlobMask(radius=(5.0, 15.0), spacing=(0.73, 0.73, 2.0)), IntensityShift())),
     RandFlipd(keys=["image", "liver", "anomaly"], prob=0.5, spatial_axis=0),  # the mask moves with the image
 ])
 data = [{"image": str(CHAOS / "ct.nii.gz"), "liver": str(CHAOS / "liver.nii.gz")}]
@@ -45,17 +48,17 @@ data = [{"image": str(CHAOS / "ct.nii.gz"), "liver": str(CHAOS / "liver.nii.gz")
 dataset = CacheDataset(data, transform=pipeline, progress=False)
 
 
-def slices(seed):
+def patches(seed):
     # MONAI's DataLoader seeds every random transform of the pipeline, ours included, from its generator (through
     # worker_init_fn when it has workers).
     loader = DataLoader(dataset, batch_size=1, generator=torch.Generator().manual_seed(seed))
     return next(iter(loader))
 
 
-batch = slices(seed=0)
+batch = patches(seed=0)
 image, anomaly = batch["image"], batch["anomaly"]
-print("image", tuple(image.shape), "anomaly", tuple(anomaly.shape))  # (4, 1, 512, 512) each
-print("slices with an anomaly:", anomaly.flatten(1).amax(dim=1).tolist())
+print("image", tuple(image.shape), "anomaly", tuple(anomaly.shape))  # (2, 1, 128, 128, 32) each
+print("anomalous voxels per patch:", anomaly.flatten(1).sum(dim=1).int().tolist())
 print("the mask keeps the image's affine:", bool((anomaly.affine == image.affine).all()))
-again = slices(seed=0)
-assert torch.equal(again["image"], image) and torch.equal(again["anomaly"], anomaly), "the same seed, the same slices"
+again = patches(seed=0)
+assert torch.equal(again["image"], image) and torch.equal(again["anomaly"], anomaly), "the same seed, the same patches"
