@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from crashing_data import CrashingData, Interrupted
 from torch import nn
 
 from pseudoanomaly import presets
@@ -18,26 +19,6 @@ from pseudoanomaly.training import (
     load_segmenter,
     save_segmenter,
 )
-
-
-class Interrupted(Exception):
-    """Stands for a crash or a killed job."""
-
-
-class CrashingData(torch.utils.data.Dataset):
-    """Healthy images that raise after ``fetches`` items were read: the run dies mid-epoch."""
-
-    def __init__(self, images, fetches):
-        self.images, self.fetches, self.count = images, fetches, 0
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, index):
-        self.count += 1
-        if self.count > self.fetches:
-            raise Interrupted
-        return self.images[index]
 
 
 # 8 images in batches of 2: 4 steps per epoch, 8 steps per phase; a cosine lr puts the scheduler state to use.

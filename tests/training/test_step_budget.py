@@ -9,24 +9,7 @@ import torch
 from torch import nn
 
 from pseudoanomaly.training import JointTrainer, TwoPhaseTrainer, ablation_row, load_checkpoint
-
-
-class Interrupted(Exception):
-    """Stands for a crash or a killed job."""
-
-
-class CrashingData(torch.utils.data.Dataset):
-    def __init__(self, images, fetches):
-        self.images, self.fetches, self.count = images, fetches, 0
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, index):
-        self.count += 1
-        if self.count > self.fetches:
-            raise Interrupted
-        return self.images[index]
+from crashing_data import CrashingData, Interrupted
 
 
 def _train_steps(out_dir) -> dict[str, int]:

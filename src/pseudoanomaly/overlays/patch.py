@@ -104,12 +104,7 @@ class PatchBlend(Overlay):
             return self._draw_volume(images, generator)
         b, _, h, w = images.shape
         device = images.device
-        alpha = uniform((b,), self.alpha[0], self.alpha[1], generator=generator, device=device)
-        if self.source == "other" and b > 1:
-            step = randint((b,), 1, b - 1, generator=generator, device=device)
-        else:
-            step = torch.zeros(b, dtype=torch.long, device=device)
-        length = uniform((b,), self.shift[0], self.shift[1], generator=generator, device=device)
+        alpha, step, length = self._draw_source(b, generator, device)
         direction = uniform((b,), 0.0, 2 * math.pi, generator=generator, device=device)
         offset = torch.stack([length * h * torch.sin(direction), length * w * torch.cos(direction)], dim=-1)
         offset = offset.round().long() * (step == 0)[:, None]  # another sample is read at the same location
@@ -118,18 +113,24 @@ class PatchBlend(Overlay):
 
     def _draw_volume(self, images: Tensor, generator: torch.Generator | None) -> Params:
         b, device = images.shape[0], images.device
-        alpha = uniform((b,), self.alpha[0], self.alpha[1], generator=generator, device=device)
-        if self.source == "other" and b > 1:
-            step = randint((b,), 1, b - 1, generator=generator, device=device)
-        else:
-            step = torch.zeros(b, dtype=torch.long, device=device)
-        length = uniform((b,), self.shift[0], self.shift[1], generator=generator, device=device)
+        alpha, step, length = self._draw_source(b, generator, device)
         direction = torch.randn((b, 3), generator=generator, device=device)
         direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # uniform on the sphere
         sides = torch.tensor(images.shape[2:], device=device, dtype=direction.dtype)
         offset = (length[:, None] * sides * direction).round().long() * (step == 0)[:, None]
         # offset (B, 3): (dz, dy, dx) in voxels
         return {"alpha": alpha, "step": step, "offset": offset}
+
+    def _draw_source(self, b: int, generator: torch.Generator | None, device: torch.device
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+        """The blend factor, the source sample (as a step in the batch) and the shift length of ``b`` samples."""
+        alpha = uniform((b,), self.alpha[0], self.alpha[1], generator=generator, device=device)
+        if self.source == "other" and b > 1:
+            step = randint((b,), 1, b - 1, generator=generator, device=device)
+        else:
+            step = torch.zeros(b, dtype=torch.long, device=device)
+        length = uniform((b,), self.shift[0], self.shift[1], generator=generator, device=device)
+        return alpha, step, length
 
     def fill(self, images: Tensor, params: Params) -> Tensor:
         if images.ndim == 5:
