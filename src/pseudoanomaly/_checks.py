@@ -198,7 +198,7 @@ def check_foreground(
         if not bool(binary.all()):
             values = foreground[~binary].unique()[:8].tolist()
             raise ValueError(f"{name} must be bool or contain only 0 and 1, got values {values} "
-                             f"({_describe(foreground)})")
+                             f"({_describe(foreground)}); threshold a label map first, e.g. liver > 0")
         foreground = foreground != 0
     foreground = foreground.to(images.device)
     if allow_empty:

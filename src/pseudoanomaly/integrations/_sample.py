@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_value_range
+from .._checks import check_foreground, check_value_range
 from ..synthesis import PseudoAnomaly
 
 SEED_BOUND = 2**63 - 1  # seeds are drawn in [0, 2^63 - 1): any int64 a torch.Generator accepts
@@ -71,14 +71,9 @@ def check_sample_foreground(foreground: object, image: Tensor, name: str, image_
     if tuple(foreground.shape) != (1, *spatial):
         raise ValueError(f"{name} must have shape {(1, *spatial)} (one channel, the spatial shape of {image_name}), "
                          f"got {tuple(foreground.shape)}")
-    if foreground.dtype != torch.bool:
-        binary = (foreground == 0) | (foreground == 1)
-        if not bool(binary.all()):
-            values = foreground[~binary].unique()[:8].tolist()
-            raise ValueError(f"{name} must be bool or contain only 0 and 1, got values {values} (threshold a label "
-                             "map first, e.g. liver > 0)")
-        foreground = foreground != 0
-    return foreground.to(image.device)
+    # the values (bool or 0/1), data and device: as for a batch, with no refusal of an empty foreground (a slice
+    # without liver is left normal by synthesize_sample)
+    return check_foreground(foreground[None], image[None], name, allow_empty=True)[0]
 
 
 def check_same_grid(affines: dict[str, np.ndarray], owner: str) -> None:
