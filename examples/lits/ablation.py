@@ -37,7 +37,7 @@ from .dataset import load_slices
 from .locking import writes_folder
 from .runs import INFER_BATCH, pick_device, write_json
 from .scoring import THRESHOLD, baseline_metrics, score_maps
-from .settings import NetSettings, TrainSettings, add_settings_arguments, settings_from_args
+from .settings import TrainSettings, add_settings_arguments, settings_from_args
 
 __all__ = ["run_ablation", "METRICS", "add_arguments", "main"]
 
@@ -51,7 +51,7 @@ def _row_trainer(name: str, settings: TrainSettings, seed: int, steps_per_epoch:
     """The Table 2 row ``name`` built by pseudoanomaly (its trainer, restoration net and synthesis) with the
     preset's nets and optimizer; returns ``(trainer, architecture, steps per phase)``."""
     row = ablation_row(name)
-    arch = NetSettings(**{**dataclasses.asdict(settings.nets), "restoration": row.restoration}).architecture()
+    arch = dataclasses.replace(settings.nets, restoration=row.restoration).architecture()
     restoration_kwargs = {k: v for k, v in arch["restoration"].items() if k != "type"}
     segmentation_kwargs = {**arch["segmentation"],
                            "channel_multipliers": tuple(arch["segmentation"]["channel_multipliers"])}
