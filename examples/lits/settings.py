@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import re
 import types
@@ -311,9 +312,14 @@ def _flag_fields() -> list[tuple[str, type, str]]:
     return out
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # once per dataclass, not once per field
+
+
 def _argument_type(cls: type, name: str) -> tuple[Any, str | None]:
     """``(type, nargs)`` for a field from its annotation (``int | None`` -> int; tuples take several values)."""
-    base = typing.get_type_hints(cls)[name]
+    base = _type_hints(cls)[name]
     if typing.get_origin(base) in (typing.Union, types.UnionType):
         base = next(a for a in typing.get_args(base) if a is not type(None))
     if typing.get_origin(base) is tuple:
