@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -221,6 +222,23 @@ def test_smooth_volume_field_is_smooth_with_the_spacing_and_unbiased():
     assert corr[0] < corr[1] and abs(corr[1] - corr[2]) < 0.05
     with pytest.raises(ValueError, match=r"noise must have shape \(B, 1, "):
         smooth_volume_field(noise[..., :-1], size, 6.0, spacing)
+
+
+@pytest.mark.parametrize("size, sigma", [((9, 30, 26), 2.0), ((3, 20, 20), 1.5)])  # the 2nd: a mirror too wide in z
+def test_smooth_volume_field_is_a_separable_gaussian_with_mirrored_borders(size, sigma):
+    # no coarsening (downsample=1): the field is exactly the blurred noise; the borders mirror without repeating
+    # the edge sample (scipy's "mirror"), or repeat it where the kernel is wider than the axis ("nearest")
+    from scipy import ndimage
+
+    noise = torch.randn(2, 1, *size, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    field = smooth_volume_field(noise, size, sigma, downsample=1)
+    radius = math.ceil(3 * sigma)
+    taps = np.exp(-np.arange(-radius, radius + 1) ** 2 / (2 * sigma**2))
+    expected = noise.numpy()
+    for axis in (2, 3, 4):
+        mode = "mirror" if radius < size[axis - 2] else "nearest"
+        expected = ndimage.correlate1d(expected, taps / taps.sum(), axis=axis, mode=mode)
+    np.testing.assert_allclose(field.numpy(), expected, rtol=0, atol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------- PatchBlend

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -89,6 +91,25 @@ def _gaussian_1d(sigma: float, device, dtype) -> Tensor:
     return k / k.sum()
 
 
+@lru_cache(maxsize=64)
+def _blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """``(n, n)`` matrix of a Gaussian blur of ``sigma`` along an axis of ``n`` samples: reflect-101 borders (the
+    mirror image without repeating the edge sample, as ``cv2.BORDER_REFLECT_101``), or replicate ones when the
+    kernel's radius reaches past the axis (a mirror would fold more than once)."""
+    kernel = _gaussian_1d(sigma, "cpu", torch.float64).numpy()
+    r = kernel.size // 2
+    source = np.arange(n)[:, None] + np.arange(-r, r + 1)[None, :]  # (n, taps): sample read by each tap
+    if r < n:
+        source = np.abs(source)
+        source = np.where(source > n - 1, 2 * (n - 1) - source, source)
+    else:
+        source = source.clip(0, n - 1)
+    matrix = np.zeros((n, n))
+    np.add.at(matrix, (np.repeat(np.arange(n), kernel.size), source.ravel()), np.tile(kernel, n))
+    matrix.setflags(write=False)
+    return matrix
+
+
 def smooth_volume_field(
     noise: Tensor,
     size: Sequence[int],
@@ -133,14 +154,12 @@ def smooth_volume_field(
     # constants, so scale and offset go in here, where the grid is smallest
     field = noise * (scale / math.sqrt(math.prod(factors))) + offset
     for axis, (s, f, n) in enumerate(zip(sigmas, factors, grid)):
-        kernel = _gaussian_1d(s / f, noise.device, noise.dtype)
-        r = kernel.numel() // 2
-        if r == 0:
+        if math.ceil(3.0 * s / f) == 0:
             continue
-        pad = [0] * 6
-        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = r  # F.pad lists the last axis first
-        field = F.pad(field, pad, mode="reflect" if r < n else "replicate")
-        field = F.conv3d(field, kernel.view(1, 1, *[-1 if i == axis else 1 for i in range(3)]))
+        # the blur along one axis, borders included, is one (n x n) matrix: a product on the last axis is an
+        # order of magnitude faster on CPU than a single-channel conv3d with a thin kernel
+        matrix = torch.tensor(_blur_matrix(n, s / f), device=noise.device, dtype=noise.dtype)
+        field = torch.movedim(torch.movedim(field, 2 + axis, -1) @ matrix.T, -1, 2 + axis)
     if any(f > 1 for f in factors):
         field = F.interpolate(field, size=tuple(g * f for g, f in zip(grid, factors)), mode="trilinear",
                               align_corners=False)

@@ -40,10 +40,13 @@ __all__ = ["draw_blobs3d", "render_blobs3d"]
 
 def _uniform_in_foreground(foreground: Tensor, slots: int, generator, device) -> Tensor:
     """Flat indices ``(n, slots)`` of voxels drawn uniformly (with replacement) among each sample's foreground."""
-    counts = foreground.flatten(1).long().cumsum(dim=1)  # (n, V)
+    flat = foreground.flatten(1)
+    # one pass, in 32-bit counts where they fit (a CT volume has far fewer than 2^31 voxels)
+    dtype = torch.int32 if flat.shape[1] < 2**31 else torch.int64
+    counts = torch.cumsum(flat if flat.dtype == torch.bool else flat != 0, dim=1, dtype=dtype)  # (n, V)
     total = counts[:, -1:]  # (n, 1), > 0 (checked by the caller)
     u = torch.rand((foreground.shape[0], slots), generator=generator, device=device, dtype=torch.float64)
-    k = (u * total).long().clamp_max_(total - 1)  # the k-th foreground voxel, 0-based
+    k = (u * total).to(dtype).clamp_max_(total - 1)  # the k-th foreground voxel, 0-based
     return torch.searchsorted(counts, k, right=True)
 
 

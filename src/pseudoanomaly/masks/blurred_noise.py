@@ -171,7 +171,10 @@ class BlurredNoiseMask(MaskGenerator):
 
     def render_volume(self, params: Params, size) -> Tensor:
         field = smooth_volume_field(params["noise"], size, self.sigma, self.spacing, self.downsample)
-        masks = minmax_stretch(field) > self.threshold  # (n, 1, D, H, W)
+        # the stretch's cut-off in the field's own units: one comparison instead of a stretched copy of the volume
+        lo, hi = torch.aminmax(field.flatten(1), dim=1)
+        limit = (lo + self.threshold * (hi - lo)).view(-1, 1, 1, 1, 1)
+        masks = (field > limit) & (hi > lo).view(-1, 1, 1, 1, 1)  # (n, 1, D, H, W); a constant field stretches to 0
         if self.kernel3d.numel() > 1:
             backend = "scipy" if self.backend == "opencv" else self.backend
             masks = binary_morphology(masks, self.kernel3d, ("open", "close"), backend)

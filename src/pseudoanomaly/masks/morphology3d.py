@@ -10,7 +10,9 @@ one border value for both steps).
 
 The torch path decomposes the element into runs along x: every (z, y) line of an ellipsoid is one centred
 run, so a dilation is the maximum of shifted 1-D sliding maxima (one ``max_pool3d`` per distinct run length),
-exact for any element that is a union of such runs.
+exact for any element that is a union of such runs. The host path works only in boxes around the mask's
+separate groups of voxels (grown by how far the steps can reach), so its cost follows the masks' extent rather
+than the volume's: a few blobs in a CT volume take milliseconds, not seconds, and the result is the same.
 """
 
 from __future__ import annotations
@@ -128,18 +130,65 @@ def _dilate(x: Tensor, kernel: Tensor) -> Tensor:
     return torch.zeros_like(x) if out is None else out
 
 
+def _steps(ops: str) -> str:
+    return "".join({"d": "d", "e": "e", "o": "ed", "c": "de"}[op] for op in ops)
+
+
+def _morph_box(m: np.ndarray, k: np.ndarray, steps: str) -> np.ndarray:
+    for step in steps:
+        if step == "d":
+            m = ndimage.binary_dilation(m, structure=k, border_value=0)
+        else:
+            m = ndimage.binary_erosion(m, structure=k, border_value=1)
+    return m
+
+
+def _morph_sparse(m: np.ndarray, k: np.ndarray, steps: str) -> np.ndarray:
+    """``_morph_box(m, k, steps)`` computed only in boxes around the mask's separate groups of voxels.
+
+    Each step moves the mask by at most the element's radius ``r`` per axis, so with ``s`` steps every output
+    voxel lies within ``s * r`` of a mask voxel, and two groups of voxels interact only if they come within
+    ``2 * s * r`` of each other along every axis. Groups are found on a grid of blocks of ``s * r + 1`` voxels:
+    the occupied blocks grown by one block and labelled, fully connected, so voxels of different groups are at
+    least ``3 (s r + 1) + 1 > 2 s r`` apart along some axis. Each group is processed alone in its box grown by
+    ``s * r + 1`` voxels (clipped to the volume, where the volume's own borders apply): inside the box every step
+    sees what it would see on the whole volume, so the result is exact, voxel for voxel.
+    """
+    if not k[tuple(np.array(k.shape) // 2)]:
+        return _morph_box(m, k, steps)  # an element without its centre: the bounds above do not hold
+    out = np.zeros_like(m)
+    if not m.any():
+        return out
+    radius = np.array(k.shape) // 2
+    reach = len(steps) * radius  # how far the steps can move anything, per axis
+    block = reach + 1
+    shape = np.array(m.shape)
+    cells = -(-shape // block)
+    padded = np.zeros(cells * block, bool)
+    padded[: shape[0], : shape[1], : shape[2]] = m
+    occupied = padded.reshape(cells[0], block[0], cells[1], block[1], cells[2], block[2]).any(axis=(1, 3, 5))
+    full = np.ones((3, 3, 3), bool)
+    groups, _ = ndimage.label(ndimage.binary_dilation(occupied, full), full)
+    groups[~occupied] = 0
+    for label, cell_box in enumerate(ndimage.find_objects(groups), start=1):
+        if cell_box is None:
+            continue
+        lo = np.maximum([s.start * b - b for s, b in zip(cell_box, block)], 0)
+        hi = np.minimum([s.stop * b + b for s, b in zip(cell_box, block)], shape)
+        box = tuple(slice(a, c) for a, c in zip(lo, hi))
+        # this group's voxels only: the box may also hold blocks of other groups
+        member = groups[np.ix_(*(np.arange(a, c) // b for a, c, b in zip(lo, hi, block)))] == label
+        out[box] |= _morph_box(m[box] & member, k, steps)
+    return out
+
+
 def _morph_scipy(masks: Tensor, kernel: Tensor, ops: str) -> Tensor:
     k = kernel.detach().to("cpu", torch.bool).numpy()
     src = masks.detach().to("cpu", torch.bool).numpy()
     out = np.empty_like(src)
+    steps = _steps(ops)
     for i in range(src.shape[0]):
-        m = src[i, 0]
-        for step in "".join({"d": "d", "e": "e", "o": "ed", "c": "de"}[op] for op in ops):
-            if step == "d":
-                m = ndimage.binary_dilation(m, structure=k, border_value=0)
-            else:
-                m = ndimage.binary_erosion(m, structure=k, border_value=1)
-        out[i, 0] = m
+        out[i, 0] = _morph_sparse(src[i, 0], k, steps)
     return torch.from_numpy(out).to(masks.device)
 
 
