@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="phantom volumes per call (default 8)")
     parser.add_argument("--shape", type=int, nargs=3, default=(64, 128, 128), metavar=("D", "H", "W"))
     parser.add_argument("--repeats", type=int, default=3, help="timed calls of ours (median)")
-    parser.add_argument("--reference-volumes", type=int, default=2, help="volumes timed for the reference")
+    parser.add_argument("--reference-volumes", type=int, default=4, help="volumes timed for the reference (default 4)")
     parser.add_argument("--no-chaos", action="store_true", help="skip the CHAOS volume")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -331,3 +331,21 @@ def test_every_volume_blob_mask_covers_its_foreground_centres_and_replays(seed, 
             if used:  # a blob always covers its centre voxel, which is a foreground voxel
                 assert bool(fg[b, 0, z, y, x]) and masks[b, 0, z, y, x] == 1
     assert torch.equal(gen(torch.rand(3, 1, *size), fg, params=gen.last_params), masks)
+
+
+@given(seed=st.integers(0, 2**31 - 1), shape=st.tuples(st.integers(1, 3), st.integers(1, 5), st.integers(1, 7),
+                                                        st.integers(1, 9)), density=st.floats(0.01, 1.0))
+def test_blob_centres_are_the_kth_foreground_voxel_for_a_uniform_k(seed, shape, density):
+    # the row-by-row search gives the voxel a cumulative count over the whole volume would: the k-th foreground
+    # voxel in raster order, with k = floor(u * count) for the same uniform draws u
+    from pseudoanomaly.masks.blob3d import _uniform_in_foreground
+
+    g = torch.Generator().manual_seed(seed)
+    fg = torch.rand(shape[0], 1, *shape[1:], generator=g) < density
+    fg.view(shape[0], -1)[:, 0] = True  # no empty sample
+    index = _uniform_in_foreground(fg, 5, torch.Generator().manual_seed(seed), "cpu")
+    counts = fg.flatten(1).long().cumsum(1)
+    u = torch.rand((shape[0], 5), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    k = (u * counts[:, -1:]).long().clamp_max(counts[:, -1:] - 1)
+    assert torch.equal(index, torch.searchsorted(counts, k, right=True))
+    assert bool(fg.flatten(1).gather(1, index).all())

@@ -20,7 +20,7 @@ NOTE: choices of ours, where the 2-D blobs use a Fourier series of the outline a
 - Sizes are physical when a voxel ``spacing`` (mm) is given: distances are measured in mm, so an anisotropic CT
   voxel (0.7 x 0.7 x 2.5 mm) still gives round tumors.
 - Centres are drawn uniformly over foreground voxels by an inverse-CDF search of the foreground's cumulative
-  count (``torch.multinomial`` is limited to 2^24 categories, fewer than a CT volume's voxels).
+  count, row by row (``torch.multinomial`` is limited to 2^24 categories, fewer than a CT volume's voxels).
 - Each blob is evaluated in a box around its centre that holds every blob of the call, and the boxes are
   scattered into the volume (as the 2-D windows).
 """
@@ -39,15 +39,24 @@ __all__ = ["draw_blobs3d", "render_blobs3d"]
 
 
 def _uniform_in_foreground(foreground: Tensor, slots: int, generator, device) -> Tensor:
-    """Flat indices ``(n, slots)`` of voxels drawn uniformly (with replacement) among each sample's foreground."""
-    flat = foreground.flatten(1)
-    # one pass, in 32-bit counts where they fit (a CT volume has far fewer than 2^31 voxels)
-    dtype = torch.int32 if flat.shape[1] < 2**31 else torch.int64
-    counts = torch.cumsum(flat if flat.dtype == torch.bool else flat != 0, dim=1, dtype=dtype)  # (n, V)
-    total = counts[:, -1:]  # (n, 1), > 0 (checked by the caller)
-    u = torch.rand((foreground.shape[0], slots), generator=generator, device=device, dtype=torch.float64)
+    """Flat indices ``(n, slots)`` of voxels drawn uniformly (with replacement) among each sample's foreground.
+
+    The k-th foreground voxel in raster order, k uniform: found in two steps, its row (x-line) from the rows'
+    cumulative counts, then its place in that row, so no cumulative count of every voxel is made.
+    """
+    n, width = foreground.shape[0], foreground.shape[-1]
+    rows = foreground.reshape(n, -1, width)  # (n, D * H, W)
+    # 32-bit counts where they fit (a CT volume has far fewer than 2^31 voxels)
+    dtype = torch.int32 if rows[0].numel() < 2**31 else torch.int64
+    per_row = torch.cumsum(rows.sum(dim=-1, dtype=dtype), dim=1, dtype=dtype)  # (n, D * H)
+    total = per_row[:, -1:]  # (n, 1), > 0 (checked by the caller)
+    u = torch.rand((n, slots), generator=generator, device=device, dtype=torch.float64)
     k = (u * total).to(dtype).clamp_max_(total - 1)  # the k-th foreground voxel, 0-based
-    return torch.searchsorted(counts, k, right=True)
+    row = torch.searchsorted(per_row, k, right=True)  # (n, slots): the row holding it
+    k = k - torch.where(row > 0, per_row.gather(1, (row - 1).clamp_min(0)), 0)  # its rank within the row
+    line = rows[torch.arange(n, device=device)[:, None], row]  # (n, slots, W)
+    column = torch.searchsorted(torch.cumsum(line, dim=-1, dtype=dtype), k[..., None], right=True)[..., 0]
+    return row * width + column
 
 
 def _rotations(quaternion: Tensor) -> Tensor:
