@@ -5,13 +5,15 @@ from __future__ import annotations
 from torch import Tensor
 
 from .masks import BlurredNoiseMask, PerlinMask
+from .masks.blurred_noise import KERNEL_SIZE
 from .overlays import IntensityShift, TextureBlend
 from .synthesis import PseudoAnomaly
 
 __all__ = ["zhang2023", "draem"]
 
 
-def zhang2023(p: float = 1.0, cutout: bool = False) -> PseudoAnomaly:
+def zhang2023(p: float = 1.0, cutout: bool = False,
+              spacing: tuple[float, float, float] | None = None) -> PseudoAnomaly:
     """The synthesis of Zhang, Deng & Li, "Unsupervised Liver Tumor Segmentation with Pseudo Anomaly
     Synthesis" (SASHIMI 2023), as in the paper's released code.
 
@@ -21,14 +23,18 @@ def zhang2023(p: float = 1.0, cutout: bool = False) -> PseudoAnomaly:
     Args:
         p: per-sample probability of an anomaly (the released code makes every training sample anomalous).
         cutout: force darkening, as the released code's ``cutout`` option.
+        spacing: for volumes, the voxel size ``(z, y, x)``: the blur and the element keep the paper's sizes (15
+            and 9) in these units, e.g. ``(slice thickness / pixel size, 1, 1)`` keeps the paper's in-plane sizes
+            in pixels and makes the blobs as deep in the patient as they are wide. ``None``: images, or sizes in
+            voxels.
 
     Returns:
         A :class:`~pseudoanomaly.PseudoAnomaly`; call it as ``synth(images, foreground, generator=g)``.
 
     Shape:
-        - images: :math:`(B, C, H, W)`, values in [0, 1]
-        - foreground: :math:`(B, 1, H, W)` (the liver ROI in the paper)
-        - output: ``(augmented, masks)`` of shapes :math:`(B, C, H, W)` and :math:`(B, 1, H, W)`
+        - images: :math:`(B, C, H, W)` or :math:`(B, C, D, H, W)`, values in [0, 1]
+        - foreground: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)` (the liver ROI in the paper)
+        - output: ``(augmented, masks)``, the images' shape and masks of one channel
 
     Example:
         >>> synth = zhang2023()
@@ -37,8 +43,9 @@ def zhang2023(p: float = 1.0, cutout: bool = False) -> PseudoAnomaly:
         >>> augmented.shape
         torch.Size([2, 1, 256, 256])
     """
+    mask = BlurredNoiseMask() if spacing is None else BlurredNoiseMask(spacing=spacing, kernel_size=float(KERNEL_SIZE))
     return PseudoAnomaly(
-        mask=BlurredNoiseMask(),
+        mask=mask,
         overlay=IntensityShift(direction="darken" if cutout else "random"),
         p=p,
     )

@@ -136,3 +136,40 @@ def test_bf16_autocast_trains_on_cuda(toy):
 def test_default_synthesis_is_the_papers(toy):
     trainer = TwoPhaseTrainer(*toy.nets(), config=toy.two_phase())
     assert repr(trainer.synthesis) == repr(presets.zhang2023())
+
+
+def test_slabs_are_synthesized_in_3d_and_trained_on_as_slices(toy):
+    # items (1, D, H, W): the synthesis gets the (B, 1, D, H, W) batch, so one anomaly spans neighbouring slices;
+    # the nets get the B * D slices, slab by slab in slice order
+    from pseudoanomaly import PseudoAnomaly
+    from pseudoanomaly.masks import BlobMask
+    from pseudoanomaly.overlays import IntensityShift
+
+    depth = 4
+    slabs = toy.images(4 * depth).view(4, depth, 1, 32, 32).transpose(1, 2).contiguous()  # (4, 1, D, 32, 32)
+    foreground = torch.ones(4, 1, depth, 32, 32, dtype=torch.bool)
+    data = [{"image": i, "foreground": f} for i, f in zip(slabs, foreground)]
+    synthesis = PseudoAnomaly(BlobMask(radius=(4.0, 6.0), spacing=(2.0, 1.0, 1.0)), IntensityShift())
+    seen = []
+    rest, seg = toy.nets()
+    seg.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
+    trainer = TwoPhaseTrainer(rest, seg, synthesis, toy.two_phase())
+    trainer.fit(data)
+    assert seen and all(shape == (2 * depth, 2, 32, 32) for shape in seen)  # batch 2 slabs -> 8 slices
+    masks = synthesis.last_params  # the last step's draw was made on slabs
+    assert tuple(masks["mask"]["image_size"][0].tolist()) == (depth, 32, 32)
+    # the same seed gives the same weights
+    rest2, seg2 = toy.nets()
+    TwoPhaseTrainer(rest2, seg2, PseudoAnomaly(BlobMask(radius=(4.0, 6.0), spacing=(2.0, 1.0, 1.0)),
+                                               IntensityShift()), toy.two_phase()).fit(data)
+    assert all(torch.equal(a, b) for a, b in zip(seg.state_dict().values(), seg2.state_dict().values()))
+
+
+def test_slabs_and_slices_are_refused_together_and_folded_in_order(toy):
+    from pseudoanomaly.training import fold_slabs
+    from pseudoanomaly.training.batches import unpack_train_batch
+
+    with pytest.raises(ValueError, match=r"batch foreground must be a tensor \(B, 1, D, H, W\) like the slabs"):
+        unpack_train_batch({"image": torch.zeros(2, 1, 3, 8, 8), "foreground": torch.ones(2, 1, 8, 8)}, "cpu")
+    x = torch.arange(2 * 3).float().view(2, 1, 3, 1, 1).expand(2, 1, 3, 4, 4)
+    assert fold_slabs(x)[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4, 5]  # slab 0's slices, then slab 1's

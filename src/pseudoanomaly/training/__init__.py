@@ -17,6 +17,7 @@ Data flow of one step (both trainers)::
 from __future__ import annotations
 
 from .ablation import TABLE2_ROWS, AblationRow, ablation_row, table2_rows
+from .batches import fold_slabs
 from .checkpoint import atomic_save, load_checkpoint, load_segmenter, save_segmenter
 from .config import JointConfig, TrainerConfig, TwoPhaseConfig
 from .distributed import init_distributed
@@ -47,4 +48,5 @@ __all__ = [
     "evaluate_segmenter",
     "init_distributed",
     "SeededBatchSampler",
+    "fold_slabs",
 ]

@@ -8,6 +8,11 @@ so a collated batch) may be:
 - a tuple ``(image, foreground)`` with foreground ``(1, H, W)`` (bool or 0/1), where anomalies may be placed;
 - a dict with key ``"image"`` and optionally ``"foreground"``.
 
+A training item may also be a slab of neighbouring slices, ``(C, D, H, W)`` (foreground ``(1, D, H, W)``): the
+batch ``(B, C, D, H, W)`` goes to the synthesis whole, so an anomaly spans the slices as it would in the patient
+(the synthesis must accept volumes, as :class:`~pseudoanomaly.PseudoAnomaly` with a 3-D capable mask does), and
+the nets then train on its ``B * D`` slices (:func:`fold_slabs`).
+
 Validation items carry the true anomaly (tumor) label ``(1, H, W)`` as well: a tuple ``(image, foreground,
 label)`` or a dict with keys ``"image"``, ``"label"`` and optionally ``"foreground"``.
 """
@@ -19,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["unpack_train_batch", "unpack_eval_batch", "check_map_dataset", "check_synthesis"]
+__all__ = ["unpack_train_batch", "unpack_eval_batch", "check_map_dataset", "check_synthesis", "fold_slabs"]
 
 
 def check_map_dataset(name: str, data: object) -> None:
@@ -49,21 +54,24 @@ def check_synthesis(synthesis: object) -> Callable[..., tuple[Tensor, Tensor]]:
     return synthesis
 
 
-def _as_images(images: object, device: torch.device) -> Tensor:
-    if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
+def _as_images(images: object, device: torch.device, slabs: bool = False) -> Tensor:
+    ndims = (4, 5) if slabs else (4,)
+    if not isinstance(images, Tensor) or images.ndim not in ndims or not images.is_floating_point():
         got = type(images).__name__
         if isinstance(images, Tensor):
             got = f"shape {tuple(images.shape)}, dtype {images.dtype}"
-        raise ValueError(f"batch images must be a float tensor (B, C, H, W), got {got}")
+        shapes = "(B, C, H, W) or slabs (B, C, D, H, W)" if slabs else "(B, C, H, W)"
+        raise ValueError(f"batch images must be a float tensor {shapes}, got {got}")
     return images.to(device, non_blocking=True)
 
 
-def _as_mask(mask: object, name: str, device: torch.device) -> Tensor | None:
+def _as_mask(mask: object, name: str, device: torch.device, ndim: int = 4) -> Tensor | None:
     if mask is None:
         return None
-    if not isinstance(mask, Tensor) or mask.ndim != 4:
+    if not isinstance(mask, Tensor) or mask.ndim != ndim:
         got = f"shape {tuple(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
-        raise ValueError(f"batch {name} must be a tensor (B, 1, H, W), got {got}")
+        shape = "(B, 1, H, W)" if ndim == 4 else "(B, 1, D, H, W) like the slabs"
+        raise ValueError(f"batch {name} must be a tensor {shape}, got {got}")
     return mask.to(device, non_blocking=True) != 0
 
 
@@ -97,7 +105,19 @@ def unpack_train_batch(batch: object, device: torch.device) -> tuple[Tensor, Ten
             "a training batch must be a tensor, an (images, foreground) tuple or a dict with 'image' [and "
             f"'foreground'], got {type(batch).__name__}{length}"
         )
-    return _as_images(images, device), _as_mask(foreground, "foreground", device)
+    images = _as_images(images, device, slabs=True)
+    return images, _as_mask(foreground, "foreground", device, images.ndim)
+
+
+def fold_slabs(x: Tensor) -> Tensor:
+    """The slices of a batch of slabs as a batch of images: ``(B, C, D, H, W) -> (B * D, C, H, W)``, slab by
+    slab, each slab's slices in order (4-D input is returned as it is).
+
+    Example:
+        >>> fold_slabs(torch.zeros(2, 1, 3, 8, 8)).shape
+        torch.Size([6, 1, 8, 8])
+    """
+    return x.movedim(2, 1).flatten(0, 1) if x.ndim == 5 else x
 
 
 def unpack_eval_batch(batch: object, device: torch.device) -> tuple[Tensor, Tensor | None, Tensor]:

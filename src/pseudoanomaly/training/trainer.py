@@ -28,7 +28,7 @@ from torch import nn
 from .. import presets
 from ..models import AnomalySegmenter
 from ._seeds import capture_global_rng, derive_seed, restore_global_rng
-from .batches import check_map_dataset, check_synthesis, unpack_train_batch
+from .batches import check_map_dataset, check_synthesis, fold_slabs, unpack_train_batch
 from .checkpoint import atomic_save, load_state_dict_checked, read_training_state, training_state
 from .config import TrainerConfig
 from .distributed import average_over_processes, data_parallel, gather, process_device, rank_and_world_size
@@ -131,7 +131,9 @@ class Trainer:
 
         Args:
             train_data: map-style dataset (or tensor ``(N, C, H, W)``) of healthy images; item layouts in
-                :mod:`pseudoanomaly.training.batches`. The last incomplete batch of each epoch is dropped.
+                :mod:`pseudoanomaly.training.batches`, slabs ``(C, D, H, W)`` of neighbouring slices among them
+                (synthesized in 3-D, trained on as ``D`` slices each). The last incomplete batch of each epoch is
+                dropped.
             val_data: optional map-style dataset of ``(image, foreground, label)`` for the evaluation hook.
             resume: a checkpoint written by this trainer with the same config (output settings aside), dataset
                 length, world size and ``max_steps``; training continues where it stopped. The log gets a
@@ -259,6 +261,8 @@ class Trainer:
         clean, foreground = unpack_train_batch(batch, self.device)
         with torch.no_grad():
             augmented, masks = self.synthesis(clean, foreground, generator=self._generator)
+        # slabs: synthesized across their slices above, the nets see the slices
+        clean, augmented, masks = fold_slabs(clean), fold_slabs(augmented), fold_slabs(masks)
         with self._autocast():
             losses = model(clean, augmented, masks)
         names = list(losses)
