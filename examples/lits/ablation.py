@@ -103,6 +103,9 @@ def run_ablation(
         raise ValueError(f"unknown ablation row(s) {unknown}; rows: {list(TABLE2_ROWS)}")
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if settings.slab is not None:
+        raise ValueError(f"slab={settings.slab}: the Table 2 rows train on single slices with each row's own "
+                         "synthesis, as the paper; leave --slab out of ablation")
     train_set = load_slices(train_dir, settings.size, settings.max_slices)
     size = int(train_set.images.shape[-1])
     test = load_slices(test_dir, size)

@@ -2,6 +2,7 @@
 
     prepared = load_prepared("prepared/train", size=128, max_slices=2000)
     trainer.fit(prepared.train_dataset(), ...)           # items {"image", "foreground"}
+    trainer.fit(prepared.slab_dataset(8), ...)           # slabs of 8 neighbouring slices, (1, 8, S, S) items
     evaluate_segmenter(segmenter, load_prepared("prepared/test").eval_dataset())   # + "label"
 
 Each volume file is checked against the checksum the manifest records before it is decoded. Subsetting happens
@@ -32,7 +33,7 @@ from .cases import PrepareError
 from .volumes import load_prepared_volume
 
 __all__ = [
-    "MANIFEST", "VOLUMES", "PreparedSet", "TrainSlices", "EvalSlices", "load_prepared", "load_slices",
+    "MANIFEST", "VOLUMES", "PreparedSet", "TrainSlices", "TrainSlabs", "EvalSlices", "load_prepared", "load_slices",
     "read_manifest", "write_manifest", "resize_slices",
 ]
 
@@ -85,6 +86,8 @@ class PreparedSet:
         slice_index: (N,) int64 canonical axial index of each slice in its volume (see ``preprocess``).
         cases: volume ids, in manifest order.
         manifest: the data set's ``manifest.json``.
+        voxel_mm: (N, 3) float64 size in mm of each slice's voxels as loaded, along (slices, rows, columns): the
+            slice thickness, and the pixel size after the crop and the resize.
     """
 
     images: Tensor
@@ -94,6 +97,7 @@ class PreparedSet:
     slice_index: Tensor
     cases: list[str]
     manifest: dict
+    voxel_mm: Tensor
 
     def __len__(self) -> int:
         return len(self.images)
@@ -138,6 +142,42 @@ class PreparedSet:
         """
         return TrainSlices(self.images, self.foreground)
 
+    def slab_dataset(self, depth: int, max_slabs: int | None = None) -> TrainSlabs:
+        """Map-style training dataset of slabs: ``depth`` neighbouring slices of one volume per item,
+        ``{"image": (1, depth, S, S), "foreground": (1, depth, S, S)}``.
+
+        Each run of consecutive slices of a volume is cut into slabs that do not overlap, the last one ending on
+        the run's last slice (so it may share slices with the one before); runs shorter than ``depth`` are left
+        out. An epoch of slabs then holds each slice about once, as an epoch of slices does.
+
+        Args:
+            depth: slices per slab, at least 2.
+            max_slabs: keep at most this many slabs, evenly spread over the set (default: all).
+
+        Returns:
+            A :class:`TrainSlabs` over this set.
+        """
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2:
+            raise ValueError(f"depth must be an integer >= 2 (slices per slab), got {depth!r}")
+        starts = []
+        # a new run where the volume changes or a slice index does not follow the previous one
+        breaks = torch.ones(len(self), dtype=torch.bool)
+        breaks[1:] = (self.case_index[1:] != self.case_index[:-1]) | (self.slice_index[1:] != self.slice_index[:-1] + 1)
+        bounds = torch.nonzero(breaks).flatten().tolist() + [len(self)]
+        for first, end in zip(bounds[:-1], bounds[1:]):
+            if end - first >= depth:
+                starts += list(range(first, end - depth + 1, depth))
+                if (end - first) % depth:
+                    starts.append(end - depth)
+        if not starts:
+            longest = max(b - a for a, b in zip(bounds[:-1], bounds[1:]))
+            raise ValueError(f"no run of {depth} consecutive slices in one volume (the longest has {longest}): "
+                             "lower the slab depth")
+        if max_slabs is not None and len(starts) > max_slabs:
+            starts = [starts[i] for i in np.unique(np.linspace(0, len(starts) - 1, max_slabs).round().astype(int))]
+        index = torch.tensor(starts)[:, None] + torch.arange(depth)  # (n, depth) positions in this set
+        return TrainSlabs(self.images, self.foreground, index)
+
     def eval_dataset(self) -> EvalSlices:
         """Map-style validation/test dataset: items add ``"label"`` (the tumor) and ``"index"`` (position here).
 
@@ -166,6 +206,31 @@ class TrainSlices(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         return {"image": self.images[i], "foreground": self.foreground[i]}
+
+
+class TrainSlabs(Dataset):
+    """Healthy slabs for the trainers: ``{"image": (1, D, S, S) float32, "foreground": (1, D, S, S) bool}``.
+
+    Args:
+        images: (N, 1, S, S) float images.
+        foreground: (N, 1, S, S) bool liver masks.
+        index: (n, D) positions in ``images`` of each slab's slices, in order.
+    """
+
+    def __init__(self, images: Tensor, foreground: Tensor, index: Tensor):
+        self.images, self.foreground, self.index = images, foreground, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        rows = self.index[i]
+        return {"image": self.images[rows].transpose(0, 1), "foreground": self.foreground[rows].transpose(0, 1)}
+
+    @property
+    def depth(self) -> int:
+        """Slices per slab."""
+        return self.index.shape[1]
 
 
 class EvalSlices(TrainSlices):
@@ -231,7 +296,7 @@ def load_prepared(
     if not chosen:
         raise ValueError(f"{directory}: no slices selected (cases {names}, stride {stride}, max_slices {max_slices})")
 
-    images, livers, tumors, case_index, slice_index = [], [], [], [], []
+    images, livers, tumors, case_index, slice_index, voxel_mm = [], [], [], [], [], []
     for ci, name in enumerate(names):
         positions = [p for c, p in chosen if c == ci]
         if not positions:
@@ -251,6 +316,12 @@ def load_prepared(
         tumors.append(volume.tumor[positions])
         case_index += [ci] * len(positions)
         slice_index += volume.geometry.slices[positions].tolist()
+        # (slices, rows, columns) in mm: a box of (rows, columns) source pixels becomes the slice's side
+        x_mm, y_mm, z_mm = volume.geometry.spacing
+        boxes = volume.geometry.boxes[positions].astype(np.float64)
+        side = float(size or volume.images.shape[-1])
+        voxel_mm.append(np.stack([np.full(len(positions), z_mm), (boxes[:, 1] - boxes[:, 0]) * y_mm / side,
+                                  (boxes[:, 3] - boxes[:, 2]) * x_mm / side], axis=1))
 
     image_t = torch.from_numpy(np.concatenate(images))[:, None]  # (N, 1, S, S)
     liver_t = torch.from_numpy(np.concatenate(livers))[:, None]
@@ -265,6 +336,7 @@ def load_prepared(
         slice_index=torch.tensor(slice_index, dtype=torch.int64),
         cases=names,
         manifest=manifest,
+        voxel_mm=torch.from_numpy(np.concatenate(voxel_mm)),
     )
 
 

@@ -46,7 +46,8 @@ from .arguments import positive_int
 from .preprocess import PREPARE_PRESETS
 
 __all__ = [
-    "PRESETS", "SYNTHESES", "RESTORATIONS", "NetSettings", "TrainSettings", "mixed_synthesis",
+    "PRESETS", "SYNTHESES", "RESTORATIONS", "NetSettings", "TrainSettings", "mixed_synthesis", "build_synthesis",
+    "training_inputs",
     "add_settings_arguments", "settings_from_args", "prepare_mismatch",
 ]
 
@@ -60,7 +61,7 @@ RESTORATIONS = ("unet", "ae")
 MIXED_MAX_TRIES = 50
 
 
-def mixed_synthesis() -> OneOf:
+def mixed_synthesis(spacing: tuple[float, float, float] | None = None) -> OneOf:
     """One of three anomaly families per sample, each inside the liver (redrawn when empty there).
 
     The paper's first principle is diversity of the synthetic anomalies; its own synthesis is one family,
@@ -69,12 +70,33 @@ def mixed_synthesis() -> OneOf:
     same shift; DRAEM's Perlin masks filled with a blended noise texture. Unlike ``zhang2023`` (p = 1 but an
     empty mask inside the liver for most liver slices, so most samples carried no anomaly there), every
     sample is anomalous inside the liver. Measured in ``benchmarks/RESULTS.md``.
+
+    With a voxel ``spacing`` (slabs), the blurred-noise and blob sizes keep their values in its units, as
+    :func:`~pseudoanomaly.presets.zhang2023` does; Perlin lattices are counted per slab along each axis.
     """
+    if spacing is None:
+        noise, blobs = BlurredNoiseMask(rejection=True, max_tries=MIXED_MAX_TRIES), BlobMask(rejection=True)
+    else:
+        noise = BlurredNoiseMask(rejection=True, max_tries=MIXED_MAX_TRIES, spacing=spacing,
+                                 kernel_size=float(_library_default(BlurredNoiseMask, "kernel_size")))
+        blobs = BlobMask(rejection=True, spacing=spacing)
     return OneOf([
-        PseudoAnomaly(BlurredNoiseMask(rejection=True, max_tries=MIXED_MAX_TRIES), IntensityShift()),
-        PseudoAnomaly(BlobMask(rejection=True), IntensityShift()),
+        PseudoAnomaly(noise, IntensityShift()),
+        PseudoAnomaly(blobs, IntensityShift()),
         PseudoAnomaly(PerlinMask(rejection=True), TextureBlend()),
     ])
+
+
+def build_synthesis(name: str, spacing: tuple[float, float, float] | None = None) -> OneOf | PseudoAnomaly:
+    """The synthesis ``name`` of :data:`SYNTHESES`, for slices, or for slabs of voxels of ``spacing`` (z, y, x).
+
+    Example:
+        >>> build_synthesis("zhang2023", spacing=(2.5, 1.0, 1.0)).mask.spacing
+        (2.5, 1.0, 1.0)
+    """
+    if name not in SYNTHESES:
+        raise ValueError(f"synthesis must be one of {sorted(SYNTHESES)}, got {name!r}")
+    return SYNTHESES[name]() if spacing is None else SYNTHESES[name](spacing=spacing)
 
 
 # name -> factory of the training synthesis
@@ -154,6 +176,10 @@ class TrainSettings:
         size: slice side the nets train on (``None``: as prepared).
         max_slices: train on at most this many slices, spread evenly over the volumes (``None``: all).
         synthesis: name of the pseudo-anomaly synthesis in :data:`SYNTHESES`.
+        slab: train on slabs of this many neighbouring slices of a volume, the anomalies synthesized in 3-D
+            across them so that one spans slices as a tumour does (``None``: single slices, as the paper).
+            ``batch_size`` still counts slices: a step holds ``batch_size // slab`` slabs. ``max_slices`` keeps
+            ``max_slices // slab`` slabs.
 
     Example:
         >>> s = TrainSettings().replace(size=64, lr=1e-3, restoration_width=8)
@@ -166,10 +192,17 @@ class TrainSettings:
     size: int | None = PAPER_SIZE
     max_slices: int | None = None
     synthesis: str = "zhang2023"
+    slab: int | None = None
 
     def __post_init__(self) -> None:
         if self.synthesis not in SYNTHESES:
             raise ValueError(f"synthesis must be one of {sorted(SYNTHESES)}, got {self.synthesis!r}")
+        if self.slab is not None:
+            if isinstance(self.slab, bool) or not isinstance(self.slab, int) or self.slab < 2:
+                raise ValueError(f"slab must be an integer >= 2 (slices per slab) or None, got {self.slab!r}")
+            if self.trainer.batch_size < self.slab:
+                raise ValueError(f"slab={self.slab} needs batch_size >= {self.slab} (batch_size counts slices: a "
+                                 f"step holds batch_size // slab slabs), got batch_size={self.trainer.batch_size}")
         if self.size is not None and self.size % self.nets.size_multiple:
             raise ValueError(f"size must be a multiple of {self.nets.size_multiple} for these nets, got {self.size}")
         if self.max_slices is not None and self.max_slices < 1:
@@ -212,11 +245,13 @@ class TrainSettings:
         return dataclasses.replace(self, **own)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{"size", "max_slices", "synthesis", "nets": {...}, "trainer": {...}}``."""
+        """JSON-ready: ``{"size", "max_slices", "synthesis", ["slab",] "nets": {...}, "trainer": {...}}``."""
         nets = dataclasses.asdict(self.nets)
         nets["segmentation_multipliers"] = list(self.nets.segmentation_multipliers)
-        return {"size": self.size, "max_slices": self.max_slices, "synthesis": self.synthesis, "nets": nets,
-                "trainer": self.trainer.to_dict()}
+        own = {"size": self.size, "max_slices": self.max_slices, "synthesis": self.synthesis}
+        if self.slab is not None:  # absent from the records of single-slice runs, as before slabs existed
+            own["slab"] = self.slab
+        return {**own, "nets": nets, "trainer": self.trainer.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainSettings:
@@ -235,6 +270,29 @@ class TrainSettings:
                 raise ValueError(f"unknown net setting(s) {unknown}")
             return cls(trainer=trainer, nets=NetSettings(**nets), **data)
         return cls().replace(**data)
+
+
+def training_inputs(prepared: Any, settings: TrainSettings) -> tuple[Any, OneOf | PseudoAnomaly, int]:
+    """What a run trains on: ``(dataset, synthesis, batch_size)`` for the trainer, from the loaded slices.
+
+    Single slices: the slices, the synthesis of ``settings.synthesis`` and the batch size. Slabs
+    (``settings.slab``): slabs of the slices (at most ``max_slices // slab``; load the slices without
+    ``max_slices``), the synthesis for volumes whose voxel is ``(r, 1, 1)`` with ``r`` the set's median ratio of
+    slice thickness to pixel size (so sizes stay the 2-D recipe's in pixels in-plane, and are as deep in the
+    patient as they are wide), and ``batch_size // slab`` slabs per step.
+
+    Args:
+        prepared: a :class:`~examples.lits.dataset.PreparedSet`.
+        settings: the run's settings.
+    """
+    if settings.slab is None:
+        return prepared.train_dataset(), build_synthesis(settings.synthesis), settings.trainer.batch_size
+    max_slabs = None if settings.max_slices is None else max(1, settings.max_slices // settings.slab)
+    slabs = prepared.slab_dataset(settings.slab, max_slabs)
+    voxel = prepared.voxel_mm[slabs.index.flatten()]
+    ratio = float((voxel[:, 0] / voxel[:, 1:].mean(dim=1)).median())
+    spacing = (round(ratio, 2), 1.0, 1.0)
+    return slabs, build_synthesis(settings.synthesis, spacing), settings.trainer.batch_size // settings.slab
 
 
 def _field_names(cls: type) -> frozenset[str]:

@@ -33,7 +33,7 @@ from pseudoanomaly.training import TwoPhaseTrainer, save_segmenter
 from .dataset import load_slices
 from .locking import writes_folder
 from .runs import SEGMENTER_FORMAT, RunFiles, pick_device, seeded_nets, write_json
-from .settings import SYNTHESES, TrainSettings, add_settings_arguments, prepare_mismatch, settings_from_args
+from .settings import TrainSettings, add_settings_arguments, prepare_mismatch, settings_from_args, training_inputs
 
 __all__ = ["TrainResult", "train", "add_arguments", "main"]
 
@@ -89,7 +89,8 @@ def train(
     if not resume and run.checkpoint.is_file():
         raise FileExistsError(f"{run.root} already holds a run ({run.checkpoint}); pass --resume to continue it "
                               "or choose another --out")
-    prepared = load_slices(data, settings.size, settings.max_slices)
+    # slabs need every slice of a run of neighbours: max_slices then counts slabs (training_inputs)
+    prepared = load_slices(data, settings.size, settings.max_slices if settings.slab is None else None)
     size = int(prepared.images.shape[-1])
     if size % settings.nets.size_multiple:
         raise ValueError(f"{data}: slices are {size} x {size}, not a multiple of {settings.nets.size_multiple} as "
@@ -97,9 +98,10 @@ def train(
     val_set = load_slices(val, size) if val is not None else None
     arch = settings.nets.architecture()
     restoration, segmentation = seeded_nets(arch, settings.trainer.seed)
-    synthesis = SYNTHESES[settings.synthesis]()
+    train_set, synthesis, batch_size = training_inputs(prepared, settings)
     config = dataclasses.replace(settings.trainer, out_dir=str(run.root), progress=progress,
-                                 device=pick_device(settings.trainer.device))
+                                 device=pick_device(settings.trainer.device), batch_size=batch_size)
+    slices = len(prepared) if settings.slab is None else int(train_set.index.unique().numel())
     record = {
         "format": "examples.lits.run/1",
         "preset": preset,
@@ -108,7 +110,7 @@ def train(
         "architecture": arch,
         "size": size,
         "synthesis": repr(synthesis),
-        "data": {"path": str(Path(data).resolve()), "slices": len(prepared), "volumes": len(set(prepared.case_ids)),
+        "data": {"path": str(Path(data).resolve()), "slices": slices, "volumes": len(set(prepared.case_ids)),
                  "prepare_config": prepared.manifest.get("config"), "fingerprint": prepared.fingerprint()},
         "val": None if val_set is None else {"path": str(Path(val).resolve()), "slices": len(val_set)},
         "versions": {"pseudoanomaly": pseudoanomaly.__version__, "torch": torch.__version__,
@@ -121,7 +123,7 @@ def train(
         write_json(run.config, record)
 
     trainer = TwoPhaseTrainer(restoration, segmentation, synthesis, config)
-    result = TrainResult(run=run, completed=False, train_slices=len(prepared))
+    result = TrainResult(run=run, completed=False, train_slices=slices)
     if bool(prepared.tumor.any()):
         result.warnings.append(f"{data}: the training slices hold tumor labels; the method expects healthy livers "
                                "(prepare --layout btcv)")
@@ -129,7 +131,6 @@ def train(
     if mismatch:
         result.warnings.append(f"{data}: prepared with {mismatch}, not as prepare's {preset!r} preset that goes "
                                f"with train's; run prepare --preset {preset} for this preset's intended data")
-    train_set = prepared.train_dataset()
     history = trainer.fit(train_set, None if val_set is None else val_set.eval_dataset(),
                           resume=run.checkpoint if resume else None, stop_after=stop_after)
     if trainer.stopped_early:
