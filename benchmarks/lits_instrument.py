@@ -65,6 +65,7 @@ def main() -> None:
                         help="prepare preset (equalize: the paper's window and equalization at the preset's size)")
     parser.add_argument("--synthesis", choices=sorted(SYNTHESES), help="override the preset's synthesis")
     parser.add_argument("--restoration", choices=("unet", "ae"), help="override the preset's restoration net")
+    parser.add_argument("--slab", type=int, help="train on slabs of this many slices (3-D synthesis); default: slices")
     parser.add_argument("--copies", type=int, default=6, help="lesion draws of the healthy scan per test set")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -74,7 +75,7 @@ def main() -> None:
         sys.exit(f"{args.chaos}: no ct.nii.gz (the CHAOS scan of shared/data/chaos-ct3)")
 
     settings = PRESETS[args.preset]
-    changes = {k: getattr(args, k) for k in ("synthesis", "restoration") if getattr(args, k) is not None}
+    changes = {k: getattr(args, k) for k in ("synthesis", "restoration", "slab") if getattr(args, k) is not None}
     settings = settings.replace(seed=args.seed, device="cpu", **changes)
     config = prepare_config(args.prepare, settings.size or 256)
     if args.out.exists():
@@ -112,7 +113,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "train_preset": args.preset, "prepare": args.prepare, "synthesis": settings.synthesis,
-        "restoration": settings.restoration, "seed": args.seed,
+        "restoration": settings.restoration, "seed": args.seed, "slab": settings.slab,
         "train_slices": result.train_slices, "available_slices": healthy.slices, "steps": result.steps,
         "train_s": round(result.seconds, 1), "total_s": round(time.perf_counter() - start, 1),
         "in_sample_anatomy": True,

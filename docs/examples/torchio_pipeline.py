@@ -1,4 +1,5 @@
-"""The TorchIO equivalent: pseudo-anomalies in axial slices of the CHAOS CT scan, the mask as a ``LabelMap``.
+"""The TorchIO equivalent: pseudo-anomalies in axial slices of the CHAOS CT scan, then in 3-D patches of it, the
+mask as a ``LabelMap``.
 
 Runs as is (the test suite runs it); it exits quietly, saying why, where TorchIO or the scan is absent. The scan is
 looked for in ``$CHAOS_DIR``, by default ``shared/data/chaos-ct3`` next to the repository.
@@ -15,7 +16,10 @@ try:
 except ImportError:
     print('skipped: TorchIO is not installed (pip install -c constraints.txt -e ".[torchio]")')
     sys.exit(0)
+from pseudoanomaly import PseudoAnomaly
 from pseudoanomaly.integrations.torchio import RandomPseudoAnomaly
+from pseudoanomaly.masks import BlobMask
+from pseudoanomaly.overlays import IntensityShift
 
 CHAOS = Path(os.environ.get("CHAOS_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "chaos-ct3"))
 if not (CHAOS / "ct.nii.gz").is_file() or not (CHAOS / "liver.nii.gz").is_file():
@@ -51,3 +55,16 @@ print("slices with an anomaly:", [int(s["anomaly"].data.any()) for s in first])
 again = slices(seed=0)
 assert all(torch.equal(a["ct"].data, b["ct"].data) and torch.equal(a["anomaly"].data, b["anomaly"].data)
            for a, b in zip(first, again)), "the same seed, the same slices"
+
+# 3-D: patches of 128 x 128 x 32 voxels centred in the liver, each with tumour-like blobs of 5-15 mm radius that
+# span neighbouring slices. TorchIO's (W, H, D) order is the tensor's, so the voxel spacing is given in it.
+spacing = tuple(float(s) for s in volume["ct"].spacing)  # (x, y, z) in mm, about (0.73, 0.73, 2.0)
+blobs = RandomPseudoAnomaly("ct", foreground_key="liver", mask_key="anomaly", synthesis=PseudoAnomaly(
+    BlobMask(radius=(5.0, 15.0), count=(1, 2), spacing=spacing), IntensityShift(direction="darken")))
+patches = tio.LabelSampler(patch_size=(128, 128, 32), label_name="liver")
+torch.manual_seed(0)
+patch = blobs(next(iter(patches(volume))))
+anomaly = patch["anomaly"].data[0]  # (W, H, D)
+print("patch", tuple(patch["ct"].shape), "anomaly voxels", int(anomaly.sum()),
+      "in slices", anomaly.any(dim=0).any(dim=0).nonzero().flatten().tolist())
+assert int(anomaly.any(dim=0).any(dim=0).sum()) > 1, "a blob spans several slices"
