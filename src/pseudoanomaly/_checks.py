@@ -8,6 +8,7 @@ next to the synthesis itself.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -210,6 +211,34 @@ def check_foreground(
             "anomaly; drop those samples or pass foreground=None"
         )
     return foreground
+
+
+#: What a synthesis does with a sample whose foreground is empty (nowhere to put an anomaly): ``"skip"`` leaves
+#: it normal (empty mask) with a ``RuntimeWarning``; ``"raise"`` refuses the batch with a ``ValueError``.
+EMPTY_FOREGROUND = ("skip", "raise")
+
+
+def usable_foreground(foreground: Tensor | None, mode: str, owner: str, name: str = "foreground") -> Tensor | None:
+    """``(B,)`` bool, True where a sample's foreground is not empty (``None``: every sample, no foreground);
+    warns about the others (``mode="skip"``) or raises (``mode="raise"``), naming them.
+
+    The one behaviour for empty foregrounds of :class:`~pseudoanomaly.PseudoAnomaly`, :class:`~pseudoanomaly.OneOf`,
+    the adapters and so the trainers: a slice without liver in a training batch is common, and stopping a run on
+    it helps nobody, but it is never silent.
+    """
+    if foreground is None:
+        return None
+    usable = foreground.flatten(1).any(dim=1)
+    if bool(usable.all()):
+        return None
+    empty = (~usable).nonzero().flatten().tolist()
+    if mode == "raise":
+        raise ValueError(f"{owner}: {name} is empty for sample(s) {empty}: there is nowhere to put an anomaly; drop "
+                         "those samples, pass foreground=None, or use empty_foreground='skip' to leave them normal")
+    # stacklevel: past the caller's forward and nn.Module's two call frames, to the line that called the module
+    warnings.warn(f"{owner}: {name} is empty for sample(s) {empty}; they are left without an anomaly",
+                  RuntimeWarning, stacklevel=5)
+    return usable
 
 
 def check_masks(masks: object, images: Tensor, name: str = "masks") -> Tensor:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_foreground, check_images, check_probability, check_value_range, check_volume_support
+from ._checks import (
+    EMPTY_FOREGROUND,
+    check_choice,
+    check_foreground,
+    check_images,
+    check_probability,
+    check_value_range,
+    check_volume_support,
+    usable_foreground,
+)
 from ._random import bernoulli, check_generator
 from .masks import BlurredNoiseMask, MaskGenerator
 from .overlays import IntensityShift, Overlay
@@ -31,6 +40,9 @@ class PseudoAnomaly(nn.Module):
         p: per-sample probability of an anomaly.
         same_on_batch: gate all samples together (all anomalous or none). Use the mask's and overlay's own
             ``same_on_batch`` to share their parameters.
+        empty_foreground: a sample whose foreground is empty (a slice without liver) is left normal with a
+            ``RuntimeWarning`` (``"skip"``), or the call raises (``"raise"``). The same option, with the same
+            default, on :class:`OneOf` and the Kornia, MONAI and TorchIO adapters; trainers follow their synthesis.
 
     Returns:
         Calling it returns ``(augmented, masks)``: the images with anomalies painted in (a new tensor; samples
@@ -59,6 +71,7 @@ class PseudoAnomaly(nn.Module):
         overlay: Overlay | None = None,
         p: float = 1.0,
         same_on_batch: bool = False,
+        empty_foreground: str = "skip",
     ) -> None:
         super().__init__()
         mask = BlurredNoiseMask() if mask is None else mask
@@ -71,6 +84,7 @@ class PseudoAnomaly(nn.Module):
         self.overlay = overlay
         self.p = check_probability("p", p)
         self.same_on_batch = bool(same_on_batch)
+        self.empty_foreground = check_choice("empty_foreground", empty_foreground, EMPTY_FOREGROUND)
         #: Parameters of the last call, for replay with ``params=``; ``None`` before the first call.
         self.last_params: Params | None = None
 
@@ -98,15 +112,20 @@ class PseudoAnomaly(nn.Module):
         check_volume_support(type(self.mask).__name__, self.mask.supports_volumes, images)
         check_volume_support(type(self.overlay).__name__, self.overlay.supports_volumes, images)
         check_value_range(images, self.overlay.value_range)
-        fg = check_foreground(foreground, images)
+        fg = check_foreground(foreground, images, allow_empty=True)
         check_generator(generator, images.device)
+        usable = usable_foreground(fg, self.empty_foreground, "PseudoAnomaly")  # None: every sample
         b = images.shape[0]
         if params is None:
             gate = bernoulli((1,) if self.same_on_batch else (b,), self.p, generator=generator, device=images.device)
-            gate = gate.expand(b)
+            gate = gate.expand(b) if usable is None else gate.expand(b) & usable
             mask_params = overlay_params = None
         else:
             gate = _replayed_gate(params, b).to(images.device)
+            if usable is not None and bool((gate & ~usable).any()):
+                raise ValueError(f"PseudoAnomaly: the replayed params apply an anomaly to sample(s) "
+                                 f"{(gate & ~usable).nonzero().flatten().tolist()}, whose foreground is empty now; "
+                                 "replay with the foreground of the call that drew them")
             mask_params, overlay_params = params["mask"], params["overlay"]
         chosen = gate.nonzero().flatten()
         if len(chosen) == b:  # every sample anomalous (p = 1, the paper's setting): no gathering needed
@@ -131,7 +150,8 @@ class PseudoAnomaly(nn.Module):
     _params = property(lambda self: self.last_params, lambda self, value: setattr(self, "last_params", value))
 
     def extra_repr(self) -> str:
-        return f"p={self.p}" + (", same_on_batch=True" if self.same_on_batch else "")
+        return (f"p={self.p}" + (", same_on_batch=True" if self.same_on_batch else "")
+                + (", empty_foreground='raise'" if self.empty_foreground == "raise" else ""))
 
 
 class OneOf(nn.Module):
@@ -147,6 +167,8 @@ class OneOf(nn.Module):
         syntheses: two or more callables with the :class:`PseudoAnomaly` signature
             ``synth(images, foreground, generator=None, params=None) -> (augmented, masks)``.
         weights: relative probabilities of the options (default: equal); they need not sum to 1.
+        empty_foreground: as :class:`PseudoAnomaly`'s: samples with an empty foreground are left normal with a
+            warning (``"skip"``) before any option sees them, or the call raises (``"raise"``).
 
     Returns:
         Calling it returns ``(augmented, masks)`` like :class:`PseudoAnomaly`; ``synth.last_params`` holds the
@@ -172,8 +194,9 @@ class OneOf(nn.Module):
         True
     """
 
-    def __init__(self, syntheses, weights=None) -> None:
+    def __init__(self, syntheses, weights=None, empty_foreground: str = "skip") -> None:
         super().__init__()
+        self.empty_foreground = check_choice("empty_foreground", empty_foreground, EMPTY_FOREGROUND)
         syntheses = list(syntheses)
         if len(syntheses) < 2:
             raise ValueError(f"syntheses must hold at least 2 options, got {len(syntheses)}")
@@ -211,8 +234,9 @@ class OneOf(nn.Module):
             ``(augmented, masks)``.
         """
         check_images(images)
-        fg = check_foreground(foreground, images)
+        fg = check_foreground(foreground, images, allow_empty=True)
         check_generator(generator, images.device)
+        usable = usable_foreground(fg, self.empty_foreground, "OneOf")  # None: every sample
         b = images.shape[0]
         if params is None:
             # inverse-CDF draw of the option of every sample, one uniform each
@@ -228,7 +252,7 @@ class OneOf(nn.Module):
         augmented = images.clone()
         masks = torch.zeros_like(images[:, :1])
         for k, synth in enumerate(self.syntheses):
-            rows = (choice == k).nonzero().flatten()
+            rows = ((choice == k) if usable is None else (choice == k) & usable).nonzero().flatten()
             if len(rows) == 0:
                 continue
             sub_fg = None if fg is None else fg[rows]
@@ -245,7 +269,8 @@ class OneOf(nn.Module):
     _params = property(lambda self: self.last_params, lambda self, value: setattr(self, "last_params", value))
 
     def extra_repr(self) -> str:
-        return "weights=(" + ", ".join(f"{w:.3g}" for w in self.weights) + ")"
+        return ("weights=(" + ", ".join(f"{w:.3g}" for w in self.weights) + ")"
+                + (", empty_foreground='raise'" if self.empty_foreground == "raise" else ""))
 
 
 class _Wrapped(nn.Module):

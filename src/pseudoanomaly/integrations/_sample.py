@@ -91,14 +91,18 @@ def check_same_grid(affines: dict[str, np.ndarray], owner: str) -> None:
 
 
 def synthesize_sample(
-    synthesis: Synthesis, image: Tensor, foreground: Tensor | None, seed: int, owner: str
+    synthesis: Synthesis, image: Tensor, foreground: Tensor | None, seed: int, owner: str,
+    empty_foreground: str = "skip",
 ) -> tuple[Tensor, Tensor]:
     """Paint an anomaly into one sample; return ``(augmented (C, *spatial), mask (1, *spatial))``.
 
-    An empty foreground leaves the sample normal, with a warning (a slice without liver, typically): the
-    synthesis would refuse it, and a data pipeline should not stop on it.
+    An empty foreground (a slice without liver, typically) leaves the sample normal with a warning, or raises,
+    as ``empty_foreground`` says (:data:`~pseudoanomaly._checks.EMPTY_FOREGROUND`, the library's one behaviour).
     """
     if foreground is not None and not bool(foreground.any()):
+        if empty_foreground == "raise":
+            raise ValueError(f"{owner}: the foreground is empty: there is nowhere to put an anomaly; use "
+                             "empty_foreground='skip' to leave such samples normal")
         warnings.warn(f"{owner}: the foreground is empty, the sample is left without an anomaly", RuntimeWarning,
                       stacklevel=3)
         return image, torch.zeros_like(image[:1])

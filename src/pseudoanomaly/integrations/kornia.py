@@ -29,7 +29,7 @@ import torch
 from kornia.augmentation import IntensityAugmentationBase2D
 from torch import Tensor
 
-from .._checks import check_probability
+from .._checks import EMPTY_FOREGROUND, check_choice, check_probability
 from ..presets import zhang2023
 from ..synthesis import GATE_KEY, PseudoAnomaly
 
@@ -65,6 +65,8 @@ class RandomPseudoAnomaly(IntensityAugmentationBase2D):
         keepdim: keep the input's rank (``(C, H, W)`` stays ``(C, H, W)``) instead of returning a batch.
         foreground_threshold: anomalies go only where the channel maximum of the image exceeds it (``0.0``
             gives the paper's liver ROI, ``image > 0``); ``None`` allows them anywhere.
+        empty_foreground: a chosen sample with nothing above ``foreground_threshold`` is left normal with a
+            warning (``"skip"``), or the call raises (``"raise"``), as :class:`~pseudoanomaly.PseudoAnomaly`.
 
     Returns:
         Called on images (directly or inside ``AugmentationSequential``), it returns the images with an anomaly
@@ -99,6 +101,7 @@ class RandomPseudoAnomaly(IntensityAugmentationBase2D):
         same_on_batch: bool = False,
         keepdim: bool = False,
         foreground_threshold: float | None = None,
+        empty_foreground: str = "skip",
     ) -> None:
         synthesis = zhang2023() if synthesis is None else synthesis
         if not isinstance(synthesis, PseudoAnomaly):
@@ -107,7 +110,8 @@ class RandomPseudoAnomaly(IntensityAugmentationBase2D):
         p = check_probability("p", p)
         super().__init__(p=p, p_batch=1.0, same_on_batch=bool(same_on_batch), keepdim=bool(keepdim))
         self.synthesis = synthesis
-        self.flags = {"foreground_threshold": _check_threshold(foreground_threshold)}
+        self.flags = {"foreground_threshold": _check_threshold(foreground_threshold),
+                      "empty_foreground": check_choice("empty_foreground", empty_foreground, EMPTY_FOREGROUND)}
         # (parameter key, (B, 1, H, W) bool anomaly) of the last image pass, read back by the mask pass
         self._anomaly: tuple[tuple, Tensor] | None = None
 
@@ -133,6 +137,12 @@ class RandomPseudoAnomaly(IntensityAugmentationBase2D):
         chosen = self._chosen(params, input.shape[0]).to(input.device)
         if fg is not None:
             empty = chosen[~fg[chosen].flatten(1).any(dim=1)]
+            if len(empty) > 0 and flags.get("empty_foreground", "skip") == "raise":
+                raise ValueError(
+                    f"RandomPseudoAnomaly: sample(s) {empty.tolist()} have no pixel above foreground_threshold="
+                    f"{flags['foreground_threshold']!r}: there is nowhere to put an anomaly; use "
+                    "empty_foreground='skip' to leave them normal"
+                )
             if len(empty) > 0:
                 warnings.warn(
                     f"RandomPseudoAnomaly: sample(s) {empty.tolist()} have no pixel above foreground_threshold="

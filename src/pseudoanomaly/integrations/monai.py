@@ -28,6 +28,7 @@ from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type, convert_to_tensor
 from torch import Tensor
 
+from .._checks import EMPTY_FOREGROUND, check_choice
 from ..presets import zhang2023
 from ._sample import (
     SEED_BOUND,
@@ -57,7 +58,7 @@ class RandPseudoAnomalyd(RandomizableTransform, MapTransform):
     Args:
         keys: the image keys (see ``monai.transforms.MapTransform``).
         foreground_key: key of a ``(1, *spatial)`` map of 0/1 (or bool) values where anomalies may go; ``None``
-            allows them anywhere. A sample whose foreground is empty is left normal, with a warning.
+            allows them anywhere (an empty one: see ``empty_foreground``).
         mask_key: key the anomaly mask is written under (an existing value is replaced). It is a ``(1, *spatial)``
             map of exactly 0 and 1 in the images' dtype, with the first image's metadata when that is a
             ``MetaTensor``.
@@ -67,6 +68,8 @@ class RandPseudoAnomalyd(RandomizableTransform, MapTransform):
         prob: probability that the sample gets an anomaly.
         allow_missing_keys: skip image keys that are absent, and leave the sample normal when
             ``foreground_key`` is absent (instead of raising).
+        empty_foreground: a sample whose foreground is empty is left normal with a warning (``"skip"``), or
+            raises (``"raise"``), as :class:`~pseudoanomaly.PseudoAnomaly`.
 
     Returns:
         Called on a dictionary, a new dictionary: the images under ``keys`` (tensors, ``MetaTensor`` when MONAI
@@ -98,8 +101,10 @@ class RandPseudoAnomalyd(RandomizableTransform, MapTransform):
         synthesis: Synthesis | None = None,
         prob: float = 1.0,
         allow_missing_keys: bool = False,
+        empty_foreground: str = "skip",
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
+        self.empty_foreground = check_choice("empty_foreground", empty_foreground, EMPTY_FOREGROUND)
         if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0.0 <= prob <= 1.0:
             raise ValueError(f"RandPseudoAnomalyd: prob must be a number in [0, 1], got {prob!r}")
         RandomizableTransform.__init__(self, prob)
@@ -140,7 +145,8 @@ class RandPseudoAnomalyd(RandomizableTransform, MapTransform):
             _plain(foreground), stacked, f"RandPseudoAnomalyd: data[{self.foreground_key!r}]", f"data[{keys[0]!r}]"
         )
         if self._do_transform and (fg is not None or self.foreground_key is None):
-            augmented, mask = synthesize_sample(self.synthesis, stacked, fg, self._seed, "RandPseudoAnomalyd")
+            augmented, mask = synthesize_sample(self.synthesis, stacked, fg, self._seed, "RandPseudoAnomalyd",
+                                              self.empty_foreground)
             start = 0
             for key, image in images.items():
                 channels = image.shape[0]

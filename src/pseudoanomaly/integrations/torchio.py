@@ -21,6 +21,7 @@ import torch
 import torchio as tio
 from torch import Tensor
 
+from .._checks import EMPTY_FOREGROUND, check_choice
 from ..presets import zhang2023
 from ._sample import (
     SEED_BOUND,
@@ -47,7 +48,7 @@ class RandomPseudoAnomaly(tio.transforms.augmentation.RandomTransform):
     Args:
         image_key: name of the ``ScalarImage`` to make anomalous.
         foreground_key: name of a one-channel image of 0/1 values (a ``LabelMap``) where anomalies may go;
-            ``None`` allows them anywhere. A subject whose foreground is empty is left normal, with a warning.
+            ``None`` allows them anywhere (an empty one: see ``empty_foreground``).
         mask_key: name the anomaly mask is added under, a ``LabelMap`` of exactly 0 and 1 in the image's dtype,
             on the image's affine (an existing image of that name is replaced).
         synthesis: any callable ``synthesis(images, foreground, generator=g) -> (augmented, masks)`` on a batch;
@@ -55,6 +56,8 @@ class RandomPseudoAnomaly(tio.transforms.augmentation.RandomTransform):
             have ``p=1``: ``p`` here is the gate.
         p: probability that the subject gets an anomaly (unlike TorchIO's own ``p``, the mask is added even when
             the gate says no).
+        empty_foreground: a subject whose foreground is empty is left normal with a warning (``"skip"``), or
+            raises (``"raise"``), as :class:`~pseudoanomaly.PseudoAnomaly`.
 
     Returns:
         Called on a ``tio.Subject`` (or anything TorchIO transforms accept), a new subject with the anomaly
@@ -88,6 +91,7 @@ class RandomPseudoAnomaly(tio.transforms.augmentation.RandomTransform):
         mask_key: str = "anomaly",
         synthesis: Synthesis | None = None,
         p: float = 1.0,
+        empty_foreground: str = "skip",
     ) -> None:
         super().__init__(p=1)  # the gate is ours: TorchIO's would skip the transform, and the mask with it
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
@@ -100,6 +104,7 @@ class RandomPseudoAnomaly(tio.transforms.augmentation.RandomTransform):
         self.mask_key = mask_key
         self.synthesis = check_synthesis(zhang2023() if synthesis is None else synthesis, "RandomPseudoAnomaly")
         self.anomaly_p = float(p)
+        self.empty_foreground = check_choice("empty_foreground", empty_foreground, EMPTY_FOREGROUND)
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
         # Both draws on every call, so that torch's random stream does not depend on the gate.
@@ -119,7 +124,7 @@ class RandomPseudoAnomaly(tio.transforms.augmentation.RandomTransform):
         if applied:
             augmented, mask = synthesize_sample(self.synthesis, _squeeze(data, flat),
                                                 None if foreground is None else _squeeze(foreground, flat), seed,
-                                                "RandomPseudoAnomaly")
+                                                "RandomPseudoAnomaly", self.empty_foreground)
             augmented, mask = _unsqueeze(augmented, flat), _unsqueeze(mask, flat)
             image.set_data(augmented)
         else:
