@@ -70,6 +70,8 @@ def hold_folder(folder: str | os.PathLike, command: str, subfolders: tuple[str, 
 def writes_folder(argument: str, command: str, subfolders: tuple[str, ...] = ()) -> Callable:
     """Decorator: run the function holding the lock of the folder passed as ``argument`` (see :func:`hold_folder`).
 
+    In a data-parallel run only rank 0 takes the lock (it alone writes); the other processes run unlocked.
+
     An ``OSError`` without a file name raised inside (a full disk surfaces from ``write()`` that way) is re-raised
     naming the folder.
     """
@@ -82,6 +84,11 @@ def writes_folder(argument: str, command: str, subfolders: tuple[str, ...] = ())
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             folder = Path(bound.arguments[argument])
+            from pseudoanomaly.training.distributed import rank_and_world_size  # torch: loaded by then anyway
+
+            if rank_and_world_size()[0] != 0:
+                # a data-parallel run (torchrun): rank 0 holds the folder and writes in it; the others only compute
+                return function(*args, **kwargs)
             with hold_folder(folder, command, subfolders):
                 try:
                     return function(*args, **kwargs)

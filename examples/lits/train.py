@@ -11,6 +11,14 @@ Settings and presets (``paper``, ``cpu``, ``demo``): :mod:`examples.lits.setting
 
 ``--val`` names prepared tumor slices on which Dice and AUROC are tracked during phase 2 for the Fig. 3 plot; they
 never influence training (no early stopping, no threshold tuning).
+
+Several GPUs (or CPU processes): ``torchrun --nproc-per-node N -m examples.lits train ...`` runs the library's
+data parallelism: ``--batch-size`` stays the global batch, each process takes its shard of every batch and the
+gradients are averaged (for the same images and anomalies, the step of one process on the whole batch, as the
+library's tests check), except for batch-norm statistics, which each process computes over its own shard. Each
+process draws the anomalies of its shard from its own seeded stream, so a run is reproducible for a given number
+of processes, not equal to a one-process run. Rank 0 holds the run folder and writes everything in it;
+``--resume`` needs the same number of processes.
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 import pseudoanomaly
-from pseudoanomaly.training import TwoPhaseTrainer, save_segmenter
+from pseudoanomaly.training import TwoPhaseTrainer, init_distributed, save_segmenter
+from pseudoanomaly.training.distributed import rank_and_world_size
 
 from .dataset import load_slices
 from .locking import writes_folder
@@ -116,9 +126,12 @@ def train(
         "versions": {"pseudoanomaly": pseudoanomaly.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
     }
+    rank, world = rank_and_world_size()  # under torchrun: each process trains on its shard of every batch
+    if world > 1:
+        record["processes"] = world
     if resume:
         _check_same_run(run, record)
-    else:
+    elif rank == 0:  # one writer
         run.root.mkdir(parents=True, exist_ok=True)
         write_json(run.config, record)
 
@@ -136,10 +149,11 @@ def train(
     if trainer.stopped_early:
         result.steps, result.seconds = stop_after, time.perf_counter() - start
         return result
-    write_json(run.history, history)
-    meta = {"format": SEGMENTER_FORMAT, "architecture": arch, "size": size, "preset": preset,
-            "prepare_config": prepared.manifest.get("config"), "trainer": config.to_dict()}
-    save_segmenter(trainer.export(), run.segmenter, config=meta)
+    if rank == 0:
+        write_json(run.history, history)
+        meta = {"format": SEGMENTER_FORMAT, "architecture": arch, "size": size, "preset": preset,
+                "prepare_config": prepared.manifest.get("config"), "trainer": config.to_dict()}
+        save_segmenter(trainer.export(), run.segmenter, config=meta)
     steps_per_epoch = len(train_set) // config.batch_size
     result.completed, result.history = True, history
     result.steps = sum(phase.total_steps(steps_per_epoch) for phase in trainer.phases)
@@ -189,7 +203,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``train`` from parsed arguments."""
+    """Run ``train`` from parsed arguments; under ``torchrun`` (``WORLD_SIZE`` > 1) as one of its processes."""
+    if not init_distributed():
+        return _main(args)
+    try:
+        return _main(args)
+    finally:
+        dist.destroy_process_group()
+
+
+def _main(args: argparse.Namespace) -> int:
+    rank = rank_and_world_size()[0]
     base = None
     preset = args.preset
     if args.resume:
@@ -198,6 +222,8 @@ def main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, base)
     result = train(args.data, args.out, settings, preset=preset, val=args.val, resume=args.resume,
                    progress=not args.no_progress, stop_after=args.stop_after)
+    if rank != 0:  # rank 0 reports
+        return 0
     for warning in result.warnings:
         print(f"warning: {warning}")
     if not result.completed:
