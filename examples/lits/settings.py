@@ -36,6 +36,7 @@ from typing import Any
 
 from pseudoanomaly import OneOf, PseudoAnomaly, presets
 from pseudoanomaly.masks import BlobMask, BlurredNoiseMask, PerlinMask
+from pseudoanomaly.masks.perlin import VOLUME_THRESHOLD
 from pseudoanomaly.models import RestorationUNet, SegmentationNet
 from pseudoanomaly.overlays import IntensityShift, TextureBlend
 from pseudoanomaly.training import TwoPhaseConfig
@@ -72,7 +73,8 @@ def mixed_synthesis(spacing: tuple[float, float, float] | None = None) -> OneOf:
     sample is anomalous inside the liver. Measured in ``benchmarks/RESULTS.md``.
 
     With a voxel ``spacing`` (slabs), the blurred-noise and blob sizes keep their values in its units, as
-    :func:`~pseudoanomaly.presets.zhang2023` does; Perlin lattices are counted per slab along each axis.
+    :func:`~pseudoanomaly.presets.zhang2023` does; Perlin lattices are counted per slab along each axis, with
+    the 3-D threshold that covers volumes as DRAEM's covers images (:data:`pseudoanomaly.masks.perlin.VOLUME_THRESHOLD`).
     """
     if spacing is None:
         noise, blobs = BlurredNoiseMask(rejection=True, max_tries=MIXED_MAX_TRIES), BlobMask(rejection=True)
@@ -80,10 +82,12 @@ def mixed_synthesis(spacing: tuple[float, float, float] | None = None) -> OneOf:
         noise = BlurredNoiseMask(rejection=True, max_tries=MIXED_MAX_TRIES, spacing=spacing,
                                  kernel_size=float(_library_default(BlurredNoiseMask, "kernel_size")))
         blobs = BlobMask(rejection=True, spacing=spacing)
+    # slabs: the 3-D threshold with DRAEM's coverage (at 0.5, 3-D Perlin masks cover a tenth as much)
+    perlin = PerlinMask(rejection=True) if spacing is None else PerlinMask(rejection=True, threshold=VOLUME_THRESHOLD)
     return OneOf([
         PseudoAnomaly(noise, IntensityShift()),
         PseudoAnomaly(blobs, IntensityShift()),
-        PseudoAnomaly(PerlinMask(rejection=True), TextureBlend()),
+        PseudoAnomaly(perlin, TextureBlend()),
     ])
 
 
