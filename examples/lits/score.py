@@ -160,7 +160,7 @@ def read_prediction(path: Path, kind: str, threshold: float) -> tuple[np.ndarray
             kind = "probability"
         elif high == 0 and low == 0:
             kind = "mask"
-        elif LITS_TUMOR in np.unique(values):
+        elif (values == LITS_TUMOR).any():
             kind = "labels"
         elif low >= 0 and high <= 1:
             raise ValueError(f"{path}: holds only 0 and 1: a binary tumor mask or a label map (1 = liver) with no "
@@ -192,9 +192,9 @@ def read_truth(path: Path, liver_labels: Sequence[int], tumor_labels: Sequence[i
 
 
 def _check_values(values: np.ndarray, allowed: Sequence[int], path: Path, what: str) -> None:
-    present = np.unique(values)
-    unexpected = present[~np.isin(present, allowed)]
-    if unexpected.size:
+    bad = ~np.isin(values, allowed)  # a table lookup for integers: no sort of the whole volume as np.unique does
+    if bad.any():
+        unexpected = np.unique(values[bad])
         shown = [int(v) if float(v).is_integer() else float(v) for v in unexpected[:5]]
         raise ValueError(f"{path}: unexpected value(s) {shown} in a {what}")
 
