@@ -105,8 +105,8 @@ def _index(folder: Path, what: str, recursive: bool, skip: Path | None = None) -
     files = folder.rglob("*.nii*") if recursive else folder.glob("*.nii*")
     found: dict[str, Path] = {}
     for path in sorted(files):
-        if not _NIFTI.search(path.name) or not path.is_file():
-            continue
+        if not _NIFTI.search(path.name) or path.name.startswith(".") or not path.is_file():
+            continue  # hidden: among them the temporaries of an interrupted segment (.NAME.<pid>.<hex>.tmp.nii.gz)
         if skip is not None and path.resolve().is_relative_to(skip.resolve()):  # predictions kept in the data
             continue
         if what == "truth" and path.name.startswith("volume-"):  # a LiTS folder's CT volumes, beside the labels

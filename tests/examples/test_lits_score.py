@@ -79,6 +79,7 @@ def cohort(tmp_path) -> dict[str, Path]:
     save(preds / "2.nii.gz", pred)
     save(truth / "segmentation-3.nii.gz", liver_map())
     save(preds / "segmentation-3.nii.gz", np.zeros(SHAPE, np.uint8))
+    save(preds / ".volume-4.nii.gz.123.abcd.tmp.nii.gz", np.zeros(SHAPE, np.uint8))  # a killed segment's temporary
     return {"truth": truth, "preds": preds, "out": tmp_path / "scores"}
 
 
