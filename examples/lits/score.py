@@ -13,8 +13,9 @@ Predictions (``--prediction-kind``, default ``auto``, decided per file from its 
 - ``labels``: a LiTS label map, 0 background, 1 liver, 2 tumor (tumor is 2). An integer-valued file holding a 2
   is one;
 - ``mask``: a binary tumor mask, 0 and 1 (tumor is 1). An integer-valued file holding only 0 and 1 is ambiguous
-  (a mask, or a label map of a scan without predicted tumor?): ``auto`` reads it as a mask when it is stored as
-  floats (a thresholded probability map) or is all 0, and otherwise refuses it, asking for ``--prediction-kind``.
+  (a mask, or a label map of a scan without predicted tumor?): ``auto`` reads it as a probability map when it is
+  stored as floats (a thresholded one: the same tumor as a mask), as a mask when it is all 0, and otherwise
+  refuses it, asking for ``--prediction-kind`` (which then holds for every file of the folder).
 
 Ground truth: label maps (LiTS/MSD: liver 1, tumor 2; ``--liver-label`` / ``--tumor-label`` as for ``prepare``),
 read by :mod:`examples.lits.cases`; a value that is neither background, liver nor tumor is an error.
@@ -23,9 +24,10 @@ Matching by case name: a file's case is its name without ``.nii`` / ``.nii.gz`` 
 or ``segmentation-``. So ``segmentation-3.nii`` (truth) matches ``volume-3.nii.gz``, ``segmentation-3.nii.gz``
 or ``3.nii.gz`` (prediction), and identical names always match. Predictions are the NIfTI files directly in
 ``--predictions``; truth is every NIfTI file in ``--truth`` and its subfolders except ``volume-*`` (so a LiTS
-data folder, volumes beside segmentations, can be given as is; files inside ``--predictions`` are not truth). Two files of one folder with the same case, a
-prediction without truth or truth without prediction are errors naming the files; with ``--allow-missing`` the
-unmatched files are skipped and listed in ``scores.json``.
+data folder, volumes beside segmentations, can be given as is) and except those inside ``--predictions``. Hidden
+files (a killed ``segment``'s temporaries) are ignored. Two files of one folder with the same case, a prediction
+without truth or truth without prediction are errors naming the files; with ``--allow-missing`` the unmatched
+files are skipped and listed in ``scores.json``.
 
 Metrics, per case and pooled over all cases (tumor only):
 
