@@ -38,6 +38,7 @@ COMMANDS = {
     "segment": (segment, "tumor probability map of one CT scan"),
     "ablation": (ablation, "the paper's Table 2 rows over several seeds"),
     "lesions": (lesions, "insert synthetic liver lesions into healthy CT: a labelled LiTS-layout validation set"),
+    "score": (__import__(f"{__package__}.score", fromlist=["main"]), "score NIfTI tumor segmentations natively"),
 }
 # What a user can fix from the message alone; anything else is a bug and keeps its traceback.
 USER_ERRORS = (OSError, ValueError, KeyError, NonFiniteLossError)
