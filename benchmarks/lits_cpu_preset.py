@@ -50,6 +50,7 @@ def main() -> None:
                         help="prepare settings: prepare's cpu preset (default), the demo's phantom window, or the "
                              "paper's window and equalization (the real-data path before issue 9)")
     parser.add_argument("--synthesis", choices=sorted(SYNTHESES), help="override the cpu preset's synthesis")
+    parser.add_argument("--slab", type=int, help="train on slabs of this many slices (3-D synthesis); default: slices")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -61,6 +62,8 @@ def main() -> None:
     settings = PRESETS["cpu"].replace(seed=args.seed, device="cpu")
     if args.synthesis is not None:
         settings = settings.replace(synthesis=args.synthesis)
+    if args.slab is not None:
+        settings = settings.replace(slab=args.slab)
     base = {"cpu": PREPARE_PRESETS["cpu"], "demo": demo_prepare_config(), "equalize": PrepareConfig(crop="volume")}[
         args.prepare]
     config = dataclasses.replace(base, size=settings.size)

@@ -62,7 +62,7 @@ RESTORATIONS = ("unet", "ae")
 MIXED_MAX_TRIES = 50
 
 
-def mixed_synthesis(spacing: tuple[float, float, float] | None = None) -> OneOf:
+def mixed_synthesis(spacing: tuple[float, float, float] | None = None, side: int | None = None) -> OneOf:
     """One of three anomaly families per sample, each inside the liver (redrawn when empty there).
 
     The paper's first principle is diversity of the synthetic anomalies; its own synthesis is one family,
@@ -72,8 +72,9 @@ def mixed_synthesis(spacing: tuple[float, float, float] | None = None) -> OneOf:
     empty mask inside the liver for most liver slices, so most samples carried no anomaly there), every
     sample is anomalous inside the liver. Measured in ``benchmarks/RESULTS.md``.
 
-    With a voxel ``spacing`` (slabs), the blurred-noise and blob sizes keep their values in its units, as
-    :func:`~pseudoanomaly.presets.zhang2023` does; Perlin lattices are counted per slab along each axis, with
+    With a voxel ``spacing`` (slabs) in units of in-plane pixels, the blurred-noise sizes keep their values in
+    these units, as :func:`~pseudoanomaly.presets.zhang2023` does, and the blobs their radii relative to the
+    slices' ``side`` (in 2-D a fraction of the image's side); Perlin lattices are counted per slab along each axis, with
     the 3-D threshold that covers volumes as DRAEM's covers images (:data:`pseudoanomaly.masks.perlin.VOLUME_THRESHOLD`).
     """
     if spacing is None:
@@ -81,7 +82,10 @@ def mixed_synthesis(spacing: tuple[float, float, float] | None = None) -> OneOf:
     else:
         noise = BlurredNoiseMask(rejection=True, max_tries=MIXED_MAX_TRIES, spacing=spacing,
                                  kernel_size=float(_library_default(BlurredNoiseMask, "kernel_size")))
-        blobs = BlobMask(rejection=True, spacing=spacing)
+        if side is None:
+            raise ValueError("mixed_synthesis: slabs (a spacing) need the slices' side, for the blobs' radii")
+        radius = tuple(r * side for r in _library_default(BlobMask, "radius"))  # in-plane pixels, as in 2-D
+        blobs = BlobMask(rejection=True, spacing=spacing, radius=radius)
     # slabs: the 3-D threshold with DRAEM's coverage (at 0.5, 3-D Perlin masks cover a tenth as much)
     perlin = PerlinMask(rejection=True) if spacing is None else PerlinMask(rejection=True, threshold=VOLUME_THRESHOLD)
     return OneOf([
@@ -91,16 +95,20 @@ def mixed_synthesis(spacing: tuple[float, float, float] | None = None) -> OneOf:
     ])
 
 
-def build_synthesis(name: str, spacing: tuple[float, float, float] | None = None) -> OneOf | PseudoAnomaly:
-    """The synthesis ``name`` of :data:`SYNTHESES`, for slices, or for slabs of voxels of ``spacing`` (z, y, x).
+def build_synthesis(name: str, spacing: tuple[float, float, float] | None = None, side: int | None = None
+                    ) -> OneOf | PseudoAnomaly:
+    """The synthesis ``name`` of :data:`SYNTHESES`, for slices, or for slabs of voxels of ``spacing`` (z, y, x)
+    in units of in-plane pixels, of slices ``side`` pixels wide.
 
     Example:
-        >>> build_synthesis("zhang2023", spacing=(2.5, 1.0, 1.0)).mask.spacing
+        >>> build_synthesis("zhang2023", spacing=(2.5, 1.0, 1.0), side=128).mask.spacing
         (2.5, 1.0, 1.0)
     """
     if name not in SYNTHESES:
         raise ValueError(f"synthesis must be one of {sorted(SYNTHESES)}, got {name!r}")
-    return SYNTHESES[name]() if spacing is None else SYNTHESES[name](spacing=spacing)
+    if spacing is None:
+        return SYNTHESES[name]()
+    return SYNTHESES[name](spacing=spacing) if name == "zhang2023" else SYNTHESES[name](spacing=spacing, side=side)
 
 
 # name -> factory of the training synthesis
@@ -296,7 +304,8 @@ def training_inputs(prepared: Any, settings: TrainSettings) -> tuple[Any, OneOf 
     voxel = prepared.voxel_mm[slabs.index.flatten()]
     ratio = float((voxel[:, 0] / voxel[:, 1:].mean(dim=1)).median())
     spacing = (round(ratio, 2), 1.0, 1.0)
-    return slabs, build_synthesis(settings.synthesis, spacing), settings.trainer.batch_size // settings.slab
+    synthesis = build_synthesis(settings.synthesis, spacing, side=int(prepared.images.shape[-1]))
+    return slabs, synthesis, settings.trainer.batch_size // settings.slab
 
 
 def _field_names(cls: type) -> frozenset[str]:

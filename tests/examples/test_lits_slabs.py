@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from pseudoanomaly.masks import BlobMask
+
 pytest.importorskip("nibabel")
 
 from examples.lits import phantom  # noqa: E402
@@ -83,6 +85,11 @@ def test_slab_runs_synthesize_across_slices_with_the_sets_anisotropy(prepared):
     foreground = torch.stack([dataset[i]["foreground"] for i in range(2)])
     _, masks = synthesis(images, foreground, generator=torch.Generator().manual_seed(0))
     assert masks.shape == (2, 1, 4, 32, 32) and bool((masks.bool() <= foreground).all())
+    # the mixed synthesis keeps the 2-D sizes in-plane: blob radii a fraction of the slices' side, as in 2-D
+    mixed = training_inputs(data, settings.replace(synthesis="mixed"))[1]
+    blobs = mixed.syntheses[1].mask
+    assert blobs.spacing == synthesis.mask.spacing
+    assert blobs.radius == pytest.approx(tuple(32 * r for r in BlobMask().radius))
 
 
 def test_train_with_slabs_writes_a_run_that_evaluates(prepared):
