@@ -37,6 +37,9 @@ API_PAGES = [
     "io",
 ]
 PAGES = ["index", "quickstart", "concepts", "gallery", "lits", "integrations", "architecture", "benchmarks", "changelog"]
+# One page per command of python -m examples.lits, as docs/lits.rst lists them.
+LITS_COMMANDS = ["demo", "prepare", "train", "evaluate", "segment", "ablation", "lesions"]
+PAGES += [f"lits/{command}" for command in LITS_COMMANDS]
 # docs/gallery.py writes small PNGs on purpose (a fixed palette); the repository should stay light.
 GALLERY_BUDGET_BYTES = 400 * 1024
 BUILD_TIMEOUT_S = 300
@@ -95,6 +98,21 @@ def test_every_public_module_has_an_api_page():
     assert listed == API_PAGES
     for page in API_PAGES:
         assert (DOCS / "api" / f"{page}.rst").is_file()
+
+
+def test_every_lits_command_has_a_page():
+    try:
+        from examples.lits.__main__ import COMMANDS
+    except ImportError as error:  # the example needs the lits extra
+        pytest.skip(f"examples.lits does not import ({error}): pip install -c constraints.txt -e \".[lits]\"")
+    assert list(COMMANDS) == LITS_COMMANDS, "a command of examples.lits has no page in docs/lits/ (or the reverse)"
+    listed = re.findall(r"^   lits/(\S+)$", (DOCS / "lits.rst").read_text(), flags=re.MULTILINE)
+    assert listed == LITS_COMMANDS, "docs/lits.rst's toctree does not list the command pages in the CLI's order"
+    for command in LITS_COMMANDS:
+        page = (DOCS / "lits" / f"{command}.rst").read_text()
+        assert f"python -m examples.lits {command}" in page, f"docs/lits/{command}.rst shows no {command} command"
+        for section in ("What it does", "Main options", "What it writes"):
+            assert f"\n{section}\n" in page, f"docs/lits/{command}.rst has no section {section!r}"
 
 
 def test_gallery_pictures_are_committed_and_small():
