@@ -14,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # A fresh clone without an installed package still documents the source tree.
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))  # this site's own extensions
 
 import pseudoanomaly  # noqa: E402
 
@@ -31,10 +32,25 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx_autodoc_typehints",  # must come after napoleon
-    "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    "mathml",  # docs/_ext/mathml.py
+    "myst_parser",  # benchmarks/RESULTS.md, Markdown, is shown as a page with real tables
 ]
 # No intersphinx: the build must work offline, and -W would fail on a network error.
+
+# -- math: MathML written at build time, no script, nothing from the network -----------------------------------
+# sphinx.ext.mathjax loads MathJax from a CDN: offline, a reader sees raw "\((B, C, H, W)\)". The choices were:
+# * a bundled MathJax served from _static: the one pip package for it (sphinx-mathjax-offline, 0.0.2) has not
+#   been released since 2022, and MathJax itself is megabytes of script to ship;
+# * sphinx.ext.imgmath: needs LaTeX and dvipng on every machine that builds the docs, and writes images (neither
+#   selectable nor searchable) for ~170 small formulas;
+# * a hand-written LaTeX-to-HTML converter: the docstrings' math is mostly shapes, but also \sqrt, \alpha,
+#   \mathrm, sub- and superscripts and one display equation; a converter of our own would be the part to break.
+# So the formulas are converted to MathML by latex2mathml (maintained, pure Python, MIT) when the site is built
+# (docs/_ext/mathml.py); browsers draw MathML without a script (Firefox, Safari, Chromium since 109; checked in
+# a headless Chromium on the API pages' shapes and Eq. 1 of concepts). tests/test_docs.py fails if a page loads
+# anything from the network.
+html_math_renderer = "mathml"
 
 exclude_patterns = ["_build", "gallery_stats.rst", "Thumbs.db", ".DS_Store"]
 templates_path: list[str] = []

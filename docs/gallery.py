@@ -168,7 +168,7 @@ def _palette() -> Image.Image:
     return palette
 
 
-def _save(fig: plt.Figure, path: Path, dpi: int, grey: bool = False) -> None:
+def _save(fig: plt.Figure, path: Path, dpi: float, grey: bool = False) -> None:
     """Save with a fixed palette, or in grey levels for a grey figure (the pictures are small on disk), and no
     metadata (reproducible bytes)."""
     buffer = io.BytesIO()
@@ -225,42 +225,60 @@ def _fill(ax: plt.Axes, mask: np.ndarray, color: str, alpha: float, box=None) ->
     ax.imshow(rgba, interpolation="nearest")
 
 
-def _row_label(ax: plt.Axes, text: str) -> None:
-    ax.set_ylabel(text, rotation=0, ha="right", va="center", fontsize=9, labelpad=8)
-
-
+# Each picture is made at the width, in pixels, at which the docs show it (docs/gallery.rst gives no width, so
+# one picture pixel is one CSS pixel and nothing is blurred by scaling; furo's content column, 736 px at the
+# default font size, holds either). Tiles come out about 115 px wide, no smaller than the docs showed them
+# before, and the row labels LABEL_PX tall, as legible as the page's small print.
+MASKS_PX = 600  # five tiles
+OVERLAYS_PX = 480  # four tiles
+LABEL_PX = 13
 GAP = 0.04  # space between tiles, as a fraction of a tile
 
 
-def _grid(rows: int, cols: int, tile: float, labels: list[str]) -> tuple[plt.Figure, np.ndarray]:
-    """A figure of ``rows x cols`` square tiles of ``tile`` inches, with room on the left for row labels."""
-    longest = max(len(line) for label in labels for line in label.split("\n"))
-    left = 0.3 + 0.075 * longest  # inches of label at fontsize 9
-    width, height = left + cols * tile * (1 + GAP), rows * tile * (1 + GAP)
+@dataclass
+class Grid:
+    fig: plt.Figure
+    axes: np.ndarray  # (rows, cols) of plt.Axes
+    dpi: float  # at which to save the figure for its shown width
+
+    def label_row(self, row: int, text: str) -> None:
+        """The row's label, one line of code above its first tile (it may run over the next tiles)."""
+        self.axes[row, 0].set_title(text, loc="left", fontsize=LABEL_PX * 72 / self.dpi, family="monospace", pad=3)
+
+
+def _grid(rows: int, cols: int, tile: float, shown_px: int) -> Grid:
+    """A figure of ``rows x cols`` square tiles of ``tile`` inches, each row under a band for its label, to be
+    saved ``shown_px`` pixels wide.
+
+    As the picture's width in pixels is fixed, ``tile`` only sets how thick lines given in points come out (about
+    one pixel per point for 1.6-inch tiles at 600 px). The labels go above the rows rather than on their left,
+    so that they take no width from the tiles."""
+    width = cols * tile * (1 + GAP)
+    dpi = shown_px / width
+    band = 1.9 * LABEL_PX / dpi  # inches above a row for its label
+    height = rows * (tile + band) + GAP * tile
     fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False,
-                             gridspec_kw={"wspace": GAP, "hspace": GAP})
-    fig.subplots_adjust(left=left / width, right=1 - 0.5 * GAP * tile / width, top=1 - 0.5 * GAP * tile / height,
+                             gridspec_kw={"wspace": GAP, "hspace": band / tile})
+    fig.subplots_adjust(left=0.5 * GAP * tile / width, right=1 - 0.5 * GAP * tile / width, top=1 - band / height,
                         bottom=0.5 * GAP * tile / height)
-    return fig, axes
+    return Grid(fig, axes, dpi)
 
 
-def mask_figure(rows: list[tuple[str, torch.Tensor, torch.Tensor]], slices: Slices, path: Path,
-                tile: float = 1.6) -> None:
+def mask_figure(rows: list[tuple[str, torch.Tensor, torch.Tensor]], slices: Slices, path: Path) -> None:
     """Rows of masks on the whole frame: drawn without a foreground (outline) and kept in the liver (filled)."""
     image, liver = slices.images[0], slices.livers[0]
-    dpi = 64
-    background = _context(image, round(tile * dpi))
-    fig, axes = _grid(len(rows), SHOWN, tile, [label for label, _, _ in rows])
+    grid = _grid(len(rows), SHOWN, 1.6, shown_px=MASKS_PX)
+    background = _context(image, round(1.6 * grid.dpi))
     for r, (label, inside, frame) in enumerate(rows):
         for c in range(SHOWN):
-            ax = axes[r, c]
+            ax = grid.axes[r, c]
             _tile(ax, background, size=SIZE)
             _outline(ax, liver, LIVER_COLOR, 0.8)
             _outline(ax, frame[c, 0].numpy(), FRAME_MASK_COLOR, 0.7)
             _fill(ax, inside[c, 0].numpy(), KEPT_COLOR, 1.0)
             _outline(ax, inside[c, 0].numpy(), KEPT_COLOR, 0.9)  # keeps blobs of a few pixels visible
-        _row_label(axes[r, 0], label)
-    _save(fig, path, dpi=dpi)
+        grid.label_row(r, label)
+    _save(grid.fig, path, dpi=grid.dpi)
 
 
 def overlay_figure(
@@ -269,18 +287,17 @@ def overlay_figure(
     """First row: where the anomaly goes; then one row per overlay setting, on the same masks."""
     box = _crop_box(slices.livers)
     n = masks.shape[0]
-    first = "input slice,\nliver and mask"
-    fig, axes = _grid(len(rows) + 1, n, 1.25, [first] + [label for label, _ in rows])
+    grid = _grid(len(rows) + 1, n, 1.25, shown_px=OVERLAYS_PX)
     for c in range(n):
-        _tile(axes[0, c], slices.images[c], box)
-        _outline(axes[0, c], slices.livers[c], LIVER_COLOR, 0.8, box)
-        _outline(axes[0, c], masks[c, 0].numpy(), KEPT_COLOR, 1.0, box)
-    _row_label(axes[0, 0], first)
+        _tile(grid.axes[0, c], slices.images[c], box)
+        _outline(grid.axes[0, c], slices.livers[c], LIVER_COLOR, 0.8, box)
+        _outline(grid.axes[0, c], masks[c, 0].numpy(), KEPT_COLOR, 1.0, box)
+    grid.label_row(0, "input slices: liver (blue) and mask (red)")
     for r, (label, augmented) in enumerate(rows, start=1):
         for c in range(n):
-            _tile(axes[r, c], augmented[c, 0].numpy(), box)
-        _row_label(axes[r, 0], label)
-    _save(fig, path, dpi=72)
+            _tile(grid.axes[r, c], augmented[c, 0].numpy(), box)
+        grid.label_row(r, label)
+    _save(grid.fig, path, dpi=grid.dpi)
 
 
 def quickstart_figure(path: Path) -> None:
@@ -334,18 +351,10 @@ OVERLAY_SETTINGS: dict[str, list[tuple[str, Overlay]]] = {
     ],
     "patch": [
         ('PatchBlend(source="other")', PatchBlend(source="other")),
-        ('PatchBlend(source="other",\nalpha=(1, 1))', PatchBlend(source="other", alpha=(1.0, 1.0))),
-        ('PatchBlend(source="self",\nalpha=(1, 1))', PatchBlend(source="self", alpha=(1.0, 1.0))),
+        ('PatchBlend(source="other", alpha=(1, 1))', PatchBlend(source="other", alpha=(1.0, 1.0))),
+        ('PatchBlend(source="self", alpha=(1, 1))', PatchBlend(source="self", alpha=(1.0, 1.0))),
     ],
 }
-
-
-def _wrap(code: str) -> str:
-    # row labels: break long constructor calls after the opening parenthesis
-    if len(code) <= 24 or "\n" in code:
-        return code
-    name, rest = code.split("(", 1)
-    return f"{name}(\n{rest}"
 
 
 def _percent(x: float) -> str:
@@ -380,7 +389,7 @@ def run(n: int, out: Path, stats_path: Path) -> None:
             print(f"  {code:48s} frame {stats.frame_coverage:6.1%} in {stats.frame_blobs:4.1f} blobs | liver "
                   f"{stats.liver_coverage:6.1%} in {stats.liver_blobs:4.1f} blobs, empty {stats.empty_rate:6.1%} "
                   f"({time.perf_counter() - t0:.1f} s)")
-        rows = [(_wrap(code), inside, frame) for _, code, _, inside, frame in measured[family]]
+        rows = [(code, inside, frame) for _, code, _, inside, frame in measured[family]]
         mask_figure(rows, slices, out / f"masks_{family}.png")
         rst += [f".. {family}-start", ""]
         rst += _table(
@@ -394,10 +403,10 @@ def run(n: int, out: Path, stats_path: Path) -> None:
 
     # the three generators side by side, at their defaults
     defaults = [
-        (_wrap(code), inside, frame)
+        (code, inside, frame)
         for family in measured for _, code, _, inside, frame in measured[family][:1]
     ]
-    mask_figure(defaults, slices, out / "masks_compared.png", tile=2.0)
+    mask_figure(defaults, slices, out / "masks_compared.png")
 
     # overlays: one batch of liver slices, one set of tumor-like masks, every setting on the same masks
     count = len(slices.images)
@@ -412,7 +421,7 @@ def run(n: int, out: Path, stats_path: Path) -> None:
         rows, table = [], []
         for code, overlay in settings:
             augmented = overlay(images, masks, generator=torch.Generator().manual_seed(SEED))
-            rows.append((_wrap(code), augmented))
+            rows.append((code, augmented))
             # measured on n samples: how much the masked pixels change; pixels outside never do
             changed = overlay(big, big_masks, generator=torch.Generator().manual_seed(SEED + 1))
             inside = big_masks.bool().expand_as(big)

@@ -37,6 +37,9 @@ API_PAGES = [
     "io",
 ]
 PAGES = ["index", "quickstart", "concepts", "gallery", "lits", "integrations", "architecture", "benchmarks", "changelog"]
+# One page per command of python -m examples.lits, as docs/lits.rst lists them.
+LITS_COMMANDS = ["demo", "prepare", "train", "evaluate", "segment", "ablation", "lesions"]
+PAGES += [f"lits/{command}" for command in LITS_COMMANDS]
 # docs/gallery.py writes small PNGs on purpose (a fixed palette); the repository should stay light.
 GALLERY_BUDGET_BYTES = 400 * 1024
 BUILD_TIMEOUT_S = 300
@@ -44,7 +47,7 @@ EXAMPLE_TIMEOUT_S = 300
 
 
 def _require_docs_extra() -> None:
-    missing = [m for m in ("sphinx", "furo", "sphinx_autodoc_typehints") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("sphinx", "furo", "sphinx_autodoc_typehints", "myst_parser", "latex2mathml") if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"the docs extra is not installed (missing {', '.join(missing)}): "
                     'pip install -c constraints.txt -e ".[docs]"')
@@ -57,14 +60,21 @@ def _environment() -> dict[str, str]:
     return env
 
 
-def test_docs_build_without_warnings(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The site, built once for this module's tests by the documented command."""
     _require_docs_extra()
-    out = tmp_path / "html"
+    out = tmp_path_factory.mktemp("docs") / "html"
     result = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "-b", "html", "docs", str(out)],
         cwd=ROOT, env=_environment(), capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
     )
     assert result.returncode == 0, f"sphinx -W failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    return out
+
+
+def test_docs_build_without_warnings(site):
+    out = site
     assert (out / "index.html").is_file()
     for page in PAGES:
         assert (out / f"{page}.html").is_file(), f"page {page}.html was not built"
@@ -90,6 +100,21 @@ def test_every_public_module_has_an_api_page():
         assert (DOCS / "api" / f"{page}.rst").is_file()
 
 
+def test_every_lits_command_has_a_page():
+    try:
+        from examples.lits.__main__ import COMMANDS
+    except ImportError as error:  # the example needs the lits extra
+        pytest.skip(f"examples.lits does not import ({error}): pip install -c constraints.txt -e \".[lits]\"")
+    assert list(COMMANDS) == LITS_COMMANDS, "a command of examples.lits has no page in docs/lits/ (or the reverse)"
+    listed = re.findall(r"^   lits/(\S+)$", (DOCS / "lits.rst").read_text(), flags=re.MULTILINE)
+    assert listed == LITS_COMMANDS, "docs/lits.rst's toctree does not list the command pages in the CLI's order"
+    for command in LITS_COMMANDS:
+        page = (DOCS / "lits" / f"{command}.rst").read_text()
+        assert f"python -m examples.lits {command}" in page, f"docs/lits/{command}.rst shows no {command} command"
+        for section in ("What it does", "Main options", "What it writes"):
+            assert f"\n{section}\n" in page, f"docs/lits/{command}.rst has no section {section!r}"
+
+
 def test_gallery_pictures_are_committed_and_small():
     text = (DOCS / "gallery.rst").read_text() + (DOCS / "index.rst").read_text() + (DOCS / "quickstart.rst").read_text()
     referenced = set(re.findall(r"_static/gallery/([\w.]+\.png)", text))
@@ -111,3 +136,56 @@ def test_docs_example_runs(script, tmp_path):
         cwd=tmp_path, env=_environment(), capture_output=True, text=True, timeout=EXAMPLE_TIMEOUT_S,
     )
     assert result.returncode == 0, f"docs/examples/{script} failed:\n{result.stderr[-4000:]}"
+
+
+# What makes a browser fetch something when it shows a page: a script, a stylesheet or icon (<link href>), an image,
+# a frame, media, a CSS @import or url(). Plain links (<a href>) are not loads, and neither is an XML namespace.
+_LOADS = [
+    re.compile(r"<(?:script|img|iframe|source|audio|video|embed|input)\b[^>]*?\bsrc\s*=\s*[\"']?([^\"'\s>]+)", re.I),
+    re.compile(r"<(?:link)\b[^>]*?\bhref\s*=\s*[\"']?([^\"'\s>]+)", re.I),
+    re.compile(r"<(?:img|source)\b[^>]*?\bsrcset\s*=\s*[\"']?([^\"'\s>]+)", re.I),
+    re.compile(r"<object\b[^>]*?\bdata\s*=\s*[\"']?([^\"'\s>]+)", re.I),
+    re.compile(r"@import\s+(?:url\(\s*)?[\"']?([^\"')\s;]+)", re.I),
+    re.compile(r"url\(\s*[\"']?([^\"')\s]+)", re.I),
+]
+_REMOTE = re.compile(r"^(?:https?:)?//", re.I)
+
+
+def remote_loads(text: str) -> list[str]:
+    """The URLs on the network that a page or stylesheet makes a browser fetch."""
+    return sorted({m.group(1) for pattern in _LOADS for m in pattern.finditer(text) if _REMOTE.match(m.group(1))})
+
+
+def test_remote_loads_are_recognized():
+    """The scanner of the next test finds what a CDN setup writes, and not links or namespaces."""
+    page = ('<script defer="defer" src="https://cdn.example.org/mathjax/tex-mml-chtml.js"></script>'
+            "<link rel='stylesheet' href=//fonts.example.org/css>"
+            '<style>@import "https://example.org/a.css"; .x { background: url(http://example.org/b.png) }</style>'
+            '<img alt="" src="_static/local.png"><a href="https://github.com/x">source</a>'
+            '<math xmlns="http://www.w3.org/1998/Math/MathML"></math><script src="_static/furo.js"></script>')
+    assert remote_loads(page) == ["//fonts.example.org/css", "http://example.org/b.png",
+                                  "https://cdn.example.org/mathjax/tex-mml-chtml.js", "https://example.org/a.css"]
+
+
+def test_docs_load_nothing_from_the_network(site):
+    """Every page shows fully offline: nothing a page or stylesheet loads (scripts, styles, images, fonts) comes
+    from a remote host. A CDN (MathJax's, a web font's) would leave raw LaTeX or missing styles offline."""
+    found = []
+    for path in sorted(site.rglob("*")):
+        if path.suffix in {".html", ".css"} and path.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            found += [f"{path.relative_to(site)}: {url}" for url in remote_loads(text)]
+    assert not found, "pages load from the network:\n" + "\n".join(found)
+
+
+def test_math_and_results_are_rendered(site):
+    """Math is MathML in the page (no LaTeX left for a script to typeset), and RESULTS.md's tables are tables."""
+    for page in ("concepts.html", "api/models.html", "api/losses.html"):
+        text = (site / page).read_text(encoding="utf-8")
+        assert "<math" in text, f"{page} has no MathML"
+        assert "\\(" not in text and "\\[" not in text, f"{page} still holds LaTeX delimiters for a script"
+    assert '<math xmlns="http://www.w3.org/1998/Math/MathML" display="block">' in (site / "concepts.html").read_text()
+    results = (site / "benchmarks.html").read_text(encoding="utf-8")
+    # a Markdown table's delimiter row, e.g. "| --- | :---: |"
+    tables = len(re.findall(r"^\|\s*:?-{3,}:?\s*\|", (ROOT / "benchmarks" / "RESULTS.md").read_text(), re.MULTILINE))
+    assert tables and results.count("<table") == tables, "benchmarks.html does not show RESULTS.md's tables"

@@ -12,6 +12,6 @@ fig, axes = plt.subplots(2, 8, figsize=(12, 3.3), layout="constrained")
 for i, (top, bottom) in enumerate(axes.T):
     top.imshow(augmented[i, 0], cmap="gray", vmin=0, vmax=1)
     bottom.imshow(masks[i, 0], cmap="gray", vmin=0, vmax=1)
-    top.set_title(f"mask: {masks[i].mean():.1%}", fontsize=9)
+    top.set_title(f"mask: {masks[i].mean():.1%}", fontsize=14)
 plt.setp(axes, xticks=[], yticks=[])
 plt.show()
