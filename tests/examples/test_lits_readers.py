@@ -393,3 +393,53 @@ def test_a_dicom_folder_that_is_not_one_clean_series_is_refused(pydicom, tmp_pat
     with pytest.raises(PrepareError, match=match) as info:
         load_volume(folder)
     assert str(folder) in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------- segment
+
+
+def test_segment_maps_a_dicom_series_as_its_nifti_copy(pydicom, tmp_path):
+    from examples.lits.__main__ import main
+    from examples.lits.phantom import make_cohort
+    from examples.lits.segment import segment
+
+    cohort = make_cohort(tmp_path / "cohort", n_healthy=1, n_tumor=0, shape=(48, 48, 8), seed=0)
+    prepare("btcv", cohort.btcv_root, tmp_path / "train", PrepareConfig(size=32, crop="volume"), progress=False)
+    tiny = ["--preset", "demo", "--size", "32", "--width", "4", "--steps-restoration", "1", "--steps-segmentation",
+            "1", "--batch-size", "2", "--no-progress"]
+    assert main(["--threads", "1", "train", "--data", str(tmp_path / "train"), "--out", str(tmp_path / "run"),
+                 *tiny]) == 0
+    hu, labels = _phantom(n_tumors=1)
+    patient = _ircadb(tmp_path / "ircadb", 1, hu, labels, tumors=1)
+    image = _save_nifti(tmp_path / "ct.nii.gz", hu, _expected_affine())
+    liver = _save_nifti(tmp_path / "liver.nii.gz", (labels >= 1).astype(np.uint8), _expected_affine())
+    from_dicom = segment(tmp_path / "run", patient / "PATIENT_DICOM", patient / "MASKS_DICOM" / "liver",
+                         tmp_path / "dicom.nii.gz", device="cpu")
+    from_nifti = segment(tmp_path / "run", image, liver, tmp_path / "nifti.nii.gz", device="cpu")
+    assert from_dicom.slices == from_nifti.slices > 0
+    a, b = nib.load(from_dicom.out), nib.load(from_nifti.out)
+    np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+    np.testing.assert_allclose(a.affine, b.affine, atol=1e-4)
+    assert int(a.header["sform_code"]) == 1  # scanner coordinates, as the series' positions are
+
+
+# ------------------------------------------------------------------------------------------- lesions
+
+
+def test_lesions_go_into_a_chaos_scan_on_its_own_grid(pydicom, tmp_path):
+    from examples.lits.lesions import make_lesion_set
+
+    case = make_case(shape=(96, 96, 16), seed=0)
+    _chaos(tmp_path / "chaos", 1, case.hu, case.liver)
+    summary = make_lesion_set("chaos", tmp_path / "chaos", tmp_path / "lesions", copies=1, sizes=("small",),
+                              progress=False)
+    assert summary.volumes == 1 and summary.lesions >= 1
+    volume, segmentation = nib.load(tmp_path / "lesions" / "volume-0.nii.gz"), nib.load(
+        tmp_path / "lesions" / "segmentation-0.nii.gz")
+    np.testing.assert_allclose(volume.affine, _expected_affine(), atol=1e-4)
+    assert int(volume.header["sform_code"]) == 1
+    seg = np.asarray(segmentation.dataobj)
+    np.testing.assert_array_equal(seg >= 1, case.liver)
+    hu = np.asarray(volume.dataobj)
+    np.testing.assert_array_equal(hu[~case.liver], case.hu[~case.liver])  # the scan is unchanged outside the liver
+    assert (hu[seg == 2] != case.hu[seg == 2]).any()
