@@ -45,12 +45,14 @@ def _pydicom():
 
 
 def dicom_files(folder: str | os.PathLike) -> list[Path]:
-    """The slice files of a series folder, by name: every file but hidden ones (``.DS_Store``, macOS ``._*``) and
-    obvious non-DICOM ones (``.png``, ``.txt``, ...); 3D-IRCADb's files have no extension, CHAOS's end in ``.dcm``.
+    """The slice files of a series folder, by name: every file but hidden ones (``.DS_Store``, macOS ``._*``), a
+    ``DICOMDIR`` index and obvious non-DICOM ones (``.png``, ``.txt``, ...); 3D-IRCADb's files have no extension,
+    CHAOS's end in ``.dcm``.
     """
     skip = {".png", ".jpg", ".jpeg", ".txt", ".json", ".xml", ".csv", ".zip", ".nii", ".gz", ".vtk", ".md"}
     return sorted((p for p in Path(folder).iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in skip),
+                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in skip
+                   and p.name.upper() != "DICOMDIR"),  # a media index, not a slice
                   key=lambda p: p.name)
 
 
