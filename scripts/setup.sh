@@ -21,4 +21,4 @@ pip_install --upgrade pip
 echo "installing pseudoanomaly and its extras into .venv (torch pinned by constraints.txt)"
 # monai and torchio: the adapters' tests and docs (about 10 s and 300 MB installed, 264 MB of it SimpleITK, which
 # torchio needs; no torchvision, no CUDA). Without them those tests skip and say so.
-pip_install -c constraints.txt -e ".[test,lits,docs,monai,torchio]"
+pip_install -c constraints.txt -e ".[test,lits,dicom,docs,monai,torchio]"

@@ -10,10 +10,11 @@ Two floors, imports pointing down only (``tests/examples/test_lits_layout.py`` c
 
 - the base, which no command and nothing of ``pseudoanomaly`` depends on: ``arguments`` (argument types that
   refuse a bad value while parsing), ``locking`` (one writer per output folder), ``cases`` (finding and reading
-  the NIfTI inputs), ``preprocess`` (the per-volume transform shared by all data sets, and its inverse),
-  ``volumes`` (one prepared volume and its file), ``dataset`` (a prepared folder: manifest, slices as tensors,
-  torch datasets), ``settings`` (training settings, presets, generated flags), ``runs`` (a run folder: files,
-  loading a trained run), ``scoring`` (metrics and label-free baselines), ``report`` (markdown and figures) and
+  the inputs of each data set layout), ``dicom`` (a DICOM series as a volume and its affine), ``preprocess``
+  (the per-volume transform shared by all data sets, and its inverse), ``volumes`` (one prepared volume and its
+  file), ``dataset`` (a prepared folder: manifest, slices as tensors, torch datasets), ``settings`` (training
+  settings, presets, generated flags), ``runs`` (a run folder: files, loading a trained run), ``scoring``
+  (metrics and label-free baselines), ``report`` (markdown and figures) and
   ``phantom`` (a phantom cohort in both layouts, for machines without the data);
 - the commands, each importing only the base: ``prepare``, ``train``, ``evaluate``, ``segment``, ``lesions``,
   ``ablation``; and ``demo``, which composes ``prepare``, ``train`` and ``evaluate`` as a user would run them.

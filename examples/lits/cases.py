@@ -1,12 +1,27 @@
-"""The input data: CT volumes and their label maps in NIfTI, found by layout and read with every check.
+"""The input data: CT volumes and their label maps, found by layout and read with every check.
 
-Every command that reads a user's NIfTI files (``prepare``, ``segment``, ``lesions``) reads them here, so a file
-that is missing, unreadable, not 3-D, holds NaNs, is not in Hounsfield units or is not a label map fails the same
-way everywhere: a :class:`PrepareError` naming the file.
+Every command that reads a user's scans (``prepare``, ``segment``, ``lesions``) reads them here, so a file that is
+missing, unreadable, not 3-D, holds NaNs, is not in Hounsfield units or is not a label map fails the same way
+everywhere: a :class:`PrepareError` naming the file.
 
-Layouts (:func:`find_cases`): BTCV ``ROOT/img/img*.nii.gz`` + ``ROOT/label/label*.nii.gz`` (liver = 6); LiTS
-``ROOT/volume-N.nii[.gz]`` + ``ROOT/segmentation-N.nii[.gz]`` (liver = 1, tumor = 2; subfolders searched); pair:
-one image and its mask.
+Layouts (:func:`find_cases`), every label map decoded to LiTS's values (liver 1, tumour 2) unless noted:
+
+- ``btcv``: ``ROOT/img/img*.nii.gz`` + ``ROOT/label/label*.nii.gz`` (liver = 6);
+- ``lits``: ``ROOT/volume-N.nii[.gz]`` + ``ROOT/segmentation-N.nii[.gz]`` (subfolders searched);
+- ``msd``: the Medical Segmentation Decathlon's Task03_Liver, ``ROOT/imagesTr/liver_N.nii.gz`` +
+  ``ROOT/labelsTr/liver_N.nii.gz`` (values 0, 1, 2 only; ``imagesTs`` has no labels and macOS ``._*`` files are
+  not scans: both are left out);
+- ``ircadb``: 3D-IRCADb-01, ``ROOT/3Dircadb1.N/PATIENT_DICOM/`` (a DICOM series) +
+  ``ROOT/3Dircadb1.N/MASKS_DICOM/liver/`` (a DICOM mask series, 0 / 255) and the union of
+  ``MASKS_DICOM/livertumor*/`` as tumour (patients without such a folder are tumour-free; cysts, ``liverkyst*``,
+  count as liver);
+- ``chaos``: CHAOS CT, ``ROOT/**/CT/N/DICOM_anon/*.dcm`` + ``ROOT/**/CT/N/Ground/*.png`` (liver 255, no tumours:
+  healthy livers; ``Test_Sets`` has no ground truth and is left out). As the organisers' evaluation code does,
+  PNG ``i`` (by name) is the mask of DICOM file ``i`` (by name), pixel for pixel;
+- ``pair``: one image and its mask (each a NIfTI file or a DICOM series folder).
+
+DICOM series are read by :mod:`examples.lits.dicom` into the array and RAS affine a NIfTI conversion gives, with
+pydicom (the ``dicom`` extra), imported only when a DICOM layout is read.
 """
 
 from __future__ import annotations
@@ -18,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import nibabel as nib
 import numpy as np
 
@@ -25,12 +41,27 @@ from .preprocess import count_non_finite
 
 __all__ = [
     "LAYOUTS", "DEFAULT_LABELS", "PrepareError", "CaseFiles", "find_cases", "load_nifti", "load_labelled_case",
-    "check_hounsfield", "check_label_map", "decode_labels", "file_checksum",
+    "check_hounsfield", "check_label_map", "decode_labels", "file_checksum", "load_volume", "case_checksum",
+    "source_files",
 ]
 
-LAYOUTS = ("btcv", "lits", "pair")
-# (liver labels, tumor labels) per layout: BTCV's liver is organ 6; LiTS marks liver 1 and tumor 2.
-DEFAULT_LABELS = {"btcv": ((6,), ()), "lits": ((1,), (2,)), "pair": ((1,), (2,))}
+LAYOUTS = ("btcv", "lits", "msd", "ircadb", "chaos", "pair")
+# (liver labels, tumor labels) per layout: BTCV's liver is organ 6; LiTS and MSD mark liver 1 and tumor 2; the
+# IRCADb and CHAOS masks are decoded into LiTS's values here, CHAOS without tumours.
+DEFAULT_LABELS = {"btcv": ((6,), ()), "lits": ((1,), (2,)), "msd": ((1,), (2,)), "ircadb": ((1,), (2,)),
+                  "chaos": ((1,), ()), "pair": ((1,), (2,))}
+# Where each layout's files are, for messages.
+LAYOUT_HINTS = {
+    "btcv": "ROOT/img/img*.nii.gz, ROOT/label/label*.nii.gz",
+    "lits": "ROOT/volume-N.nii, ROOT/segmentation-N.nii",
+    "msd": "ROOT/imagesTr/liver_N.nii.gz, ROOT/labelsTr/liver_N.nii.gz",
+    "ircadb": "ROOT/3Dircadb1.N/PATIENT_DICOM/, ROOT/3Dircadb1.N/MASKS_DICOM/liver/",
+    "chaos": "ROOT/Train_Sets/CT/N/DICOM_anon/*.dcm, ROOT/Train_Sets/CT/N/Ground/*.png",
+}
+# MSD Task03_Liver's label values (dataset.json: 0 background, 1 liver, 2 cancer).
+MSD_LABEL_VALUES = (0, 1, 2)
+# Mask values of 3D-IRCADb's DICOM masks and CHAOS's PNGs: 0 outside, 255 inside (1 accepted as well).
+MASK_VALUES = (0, 1, 255)
 # A CT in Hounsfield units goes below this (fat is about -100 HU, air -1000): one that does not was normalised,
 # windowed or saved without its rescale intercept, and windowing it as HU would give a blank or saturated image.
 HU_BELOW = -100.0
@@ -51,11 +82,23 @@ class PrepareError(ValueError):
 
 @dataclass(frozen=True)
 class CaseFiles:
-    """One volume to prepare: its id (the image's name without ``.nii[.gz]``), image and label paths."""
+    """One volume to prepare: its id, its image and its label.
+
+    Attributes:
+        case_id: the image's name without ``.nii[.gz]`` (NIfTI), the patient folder's name (``3Dircadb1.N``) or
+            ``chaos-ct-N``.
+        image: a NIfTI file or a DICOM series folder.
+        label: a NIfTI file; IRCADb's ``MASKS_DICOM`` folder; CHAOS's ``Ground`` folder.
+        reader: how the label is read: ``"nifti"`` (a label map file, or a DICOM mask series folder),
+            ``"ircadb"`` or ``"chaos"`` (see the module docstring).
+        label_values: the only values the label map may hold (``None``: any label map).
+    """
 
     case_id: str
     image: Path
     label: Path
+    reader: str = "nifti"
+    label_values: tuple[int, ...] | None = None
 
 
 def load_nifti(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +131,22 @@ def load_nifti(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarray
     bad = count_non_finite(data)
     if bad:  # windowing would cast a NaN to 0, i.e. tumour-dark tissue, with only a numpy warning
         raise PrepareError(path, f"{what} has {bad} NaN or Inf voxel(s) of {data.size}; fix or fill them first")
+    return data, affine
+
+
+def load_volume(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarray, np.ndarray]:
+    """Read a NIfTI file or a DICOM series folder: ``(array, affine)`` as :func:`load_nifti` gives.
+
+    Args:
+        path: ``.nii`` / ``.nii.gz`` file, or a folder holding one DICOM series (one file per slice).
+        what: what it is, for messages.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return load_nifti(path, what)
+    from .dicom import read_series  # pydicom only when a series is read
+
+    data, affine, _ = read_series(path, what)
     return data, affine
 
 
@@ -149,6 +208,33 @@ def file_checksum(path: str | os.PathLike, what: str = "file") -> str:
     return h.hexdigest()
 
 
+def source_files(case: CaseFiles, what: str) -> list[Path]:
+    """The files read for a case's ``"image"`` or ``"label"``: the file itself, or the DICOM / PNG slices."""
+    path = case.image if what == "image" else case.label
+    if what == "label" and case.reader == "ircadb":
+        return [p for folder in _ircadb_mask_folders(case.label) for p in _dicom_files(folder)]
+    if what == "label" and case.reader == "chaos":
+        return _png_files(case.label)
+    return _dicom_files(path) if path.is_dir() else [path]
+
+
+def case_checksum(case: CaseFiles, what: str) -> str:
+    """The sha256 of a case's ``"image"`` or ``"label"``: :func:`file_checksum` of a file; of a folder, the sha256
+    of each file read, with its name relative to the folder.
+
+    Raises:
+        PrepareError: the file or folder does not exist.
+    """
+    path = case.image if what == "image" else case.label
+    label = what if what == "image" else f"label (for {case.image.name})"
+    if not path.is_dir():
+        return file_checksum(path, label)
+    h = hashlib.sha256()
+    for file in source_files(case, what):
+        h.update(f"{file.relative_to(path).as_posix()}\0{file_checksum(file)}\n".encode())
+    return h.hexdigest()
+
+
 # ------------------------------------------------------------------------------------------- discovery
 
 
@@ -163,7 +249,75 @@ def _natural(path: Path):
 def _nifti_files(folder: Path, prefix: str, recursive: bool = False) -> list[Path]:
     pattern = f"{prefix}*.nii*"
     files = folder.rglob(pattern) if recursive else folder.glob(pattern)
-    return sorted((p for p in files if re.search(r"\.nii(\.gz)?$", p.name)), key=_natural)
+    # names starting with a dot are macOS resource forks (``._liver_0.nii.gz``) and other hidden files
+    return sorted((p for p in files if re.search(r"\.nii(\.gz)?$", p.name) and not p.name.startswith(".")),
+                  key=_natural)
+
+
+def _dicom_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    from .dicom import dicom_files
+
+    return dicom_files(folder)
+
+
+def _png_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.glob("*.png") if not p.name.startswith(".")), key=_natural)
+
+
+def _ircadb_patients(root: Path) -> list[Path]:
+    """``ROOT/3Dircadb1.N`` folders (any folder with a ``PATIENT_DICOM`` folder or zip), or ROOT itself."""
+    def is_patient(folder: Path) -> bool:
+        return (folder / "PATIENT_DICOM").is_dir() or (folder / "PATIENT_DICOM.zip").is_file()
+
+    if is_patient(root):
+        return [root]
+    return sorted((p for p in root.iterdir() if p.is_dir() and is_patient(p)), key=_natural)
+
+
+def _ircadb_masks(patient: Path) -> Path:
+    """``MASKS_DICOM``; some copies nest it once more (``MASKS_DICOM/MASKS_DICOM/liver``)."""
+    masks = patient / "MASKS_DICOM"
+    return masks / "MASKS_DICOM" if (masks / "MASKS_DICOM" / "liver").is_dir() else masks
+
+
+def _ircadb_mask_folders(masks: Path) -> list[Path]:
+    """The liver mask folder, then the tumour ones (``livertumor01``, ``livertumor1``, ``livertumors``, ...)."""
+    if not masks.is_dir():
+        return []
+    tumors = sorted((p for p in masks.iterdir() if p.is_dir() and p.name.lower().startswith("livertumor")),
+                    key=_natural)
+    return [masks / "liver", *tumors]
+
+
+def _chaos_scans(root: Path) -> list[Path]:
+    """CHAOS CT ``DICOM_anon`` folders under ``root``: those of a ``CT/N`` folder, not under ``Test_Sets``."""
+    found = [Path(top) / "DICOM_anon" for top, dirs, _ in os.walk(root, followlinks=True) if "DICOM_anon" in dirs]
+    found = [p for p in found if p.parent.parent.name.lower() == "ct"
+             and not any(part.lower().startswith("test_set") for part in p.relative_to(root).parts)]
+    return sorted(found, key=lambda p: _natural(p.parent))
+
+
+def _layouts_in(root: Path) -> dict[str, Path]:
+    """Which layouts' files ``root`` holds, each with an example path (to refuse a folder that mixes them)."""
+    found: dict[str, Path] = {}
+    markers = {"btcv": root / "img", "msd": root / "imagesTr"}
+    for layout, folder in markers.items():
+        if folder.is_dir():
+            found[layout] = folder
+    lits = _nifti_files(root, "volume-", recursive=True)
+    if lits:
+        found["lits"] = lits[0]
+    patients = _ircadb_patients(root)
+    if patients:
+        found["ircadb"] = patients[0]
+    chaos = _chaos_scans(root)
+    if chaos:
+        found["chaos"] = chaos[0]
+    return found
 
 
 def _partner(folder: Path, name: str, like: Path) -> Path:
@@ -179,14 +333,17 @@ def find_cases(layout: str, root: str | os.PathLike | None = None, image: str | 
     """The volumes of a data set and their label files (which may be missing: checked when prepared).
 
     Args:
-        layout: ``"btcv"`` (``ROOT/img/img*.nii.gz``, ``ROOT/label/label*.nii.gz``), ``"lits"``
-            (``ROOT/**/volume-N.nii[.gz]``, ``segmentation-N.nii[.gz]`` beside it) or ``"pair"`` (one
-            ``image`` and its ``mask``).
-        root: data set folder (btcv, lits).
-        image, mask: the two files (pair).
+        layout: one of :data:`LAYOUTS` (module docstring): ``"btcv"``, ``"lits"``, ``"msd"``, ``"ircadb"`` and
+            ``"chaos"`` read a folder, ``"pair"`` one ``image`` and its ``mask``.
+        root: data set folder (all but pair).
+        image, mask: the two files (pair); each a NIfTI file or a DICOM series folder.
 
     Returns:
         The cases, in natural order of their file names.
+
+    Raises:
+        PrepareError: naming the folder that is missing, holds no scan of the layout, or holds scans of another
+            layout too.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -197,20 +354,42 @@ def find_cases(layout: str, root: str | os.PathLike | None = None, image: str | 
     if root is None:
         raise ValueError(f"layout {layout!r} needs root")
     root = Path(root).resolve()
+    if not root.is_dir():
+        raise PrepareError(root, f"no such folder ({layout} layout: {LAYOUT_HINTS[layout]})")
+    others = {k: v for k, v in _layouts_in(root).items() if k != layout}
+    if others:
+        found = ", ".join(f"{k} ({v})" for k, v in others.items())
+        raise PrepareError(root, f"holds scans of another layout than {layout}: {found}; point --root at a folder "
+                                 "of one data set")
     if layout == "btcv":
         folder = root / "img"
         if not folder.is_dir():
-            raise PrepareError(folder, "no such folder (BTCV layout: ROOT/img/img*.nii.gz, ROOT/label/label*.nii.gz)")
+            raise PrepareError(folder, f"no such folder (BTCV layout: {LAYOUT_HINTS['btcv']})")
         images = _nifti_files(folder, "img")
         cases = [CaseFiles(_case_id(p), p, _partner(root / "label", "label" + _case_id(p)[3:], p)) for p in images]
-    else:
-        if not root.is_dir():
-            raise PrepareError(root, "no such folder (LiTS layout: ROOT/volume-N.nii, ROOT/segmentation-N.nii)")
+    elif layout == "lits":
         images = _nifti_files(root, "volume-", recursive=True)
         cases = [CaseFiles(_case_id(p), p, _partner(p.parent, "segmentation-" + _case_id(p)[7:], p))
                  for p in images]
+    elif layout == "msd":
+        folder = root / "imagesTr"
+        if not folder.is_dir():
+            raise PrepareError(folder, f"no such folder (MSD layout: {LAYOUT_HINTS['msd']})")
+        cases = [CaseFiles(_case_id(p), p, _partner(root / "labelsTr", _case_id(p), p),
+                           label_values=MSD_LABEL_VALUES) for p in _nifti_files(folder, "")]
+    elif layout == "ircadb":
+        cases = []
+        for patient in _ircadb_patients(root):
+            scan = patient / "PATIENT_DICOM"
+            if not scan.is_dir():
+                raise PrepareError(patient / "PATIENT_DICOM.zip", "is still zipped: unzip PATIENT_DICOM.zip and "
+                                                                  "MASKS_DICOM.zip in each patient folder first")
+            cases.append(CaseFiles(patient.name, scan, _ircadb_masks(patient), reader="ircadb"))
+    else:
+        cases = [CaseFiles(f"chaos-ct-{p.parent.name}", p, p.parent / "Ground", reader="chaos")
+                 for p in _chaos_scans(root)]
     if not cases:
-        raise PrepareError(root, f"no {layout} volumes found")
+        raise PrepareError(root, f"no {layout} volumes found ({layout} layout: {LAYOUT_HINTS[layout]})")
     seen: dict[str, Path] = {}
     for c in cases:
         if c.case_id in seen:
@@ -236,25 +415,99 @@ def decode_labels(label: np.ndarray, liver_labels: Sequence[int], tumor_labels: 
     return liver, tumor
 
 
+def _mask(values: np.ndarray, path: Path, what: str) -> np.ndarray:
+    """A 0 / 255 (or 0 / 1) mask as booleans; any other value is refused, naming it."""
+    unexpected = np.setdiff1d(np.unique(values), MASK_VALUES)
+    if unexpected.size:
+        raise PrepareError(path, f"{what} holds values {unexpected[:6].tolist()} besides {list(MASK_VALUES)}: not a "
+                                 "binary mask")
+    return values > 0
+
+
+def _ircadb_label(case: CaseFiles) -> tuple[np.ndarray, np.ndarray]:
+    """3D-IRCADb's masks as one LiTS-coded label map: 1 liver, 2 the union of the ``livertumor*`` masks."""
+    from .dicom import read_series
+
+    folders = _ircadb_mask_folders(case.label)
+    if not folders or not folders[0].is_dir():
+        raise PrepareError(case.label / "liver", f"liver mask folder not found (for {case.image})")
+    label, affine = None, None
+    for value, folder in zip((1,) + (2,) * (len(folders) - 1), folders):
+        data, folder_affine, _ = read_series(folder, "liver mask" if value == 1 else "tumour mask")
+        mask = _mask(data, folder, "liver mask" if value == 1 else "tumour mask")
+        if label is None:
+            label, affine = np.zeros(mask.shape, np.uint8), folder_affine
+        elif mask.shape != label.shape or not np.allclose(folder_affine, affine, rtol=0, atol=1e-3):
+            raise PrepareError(folder, f"tumour mask of shape {mask.shape} does not lie on the liver mask's grid "
+                                       f"{label.shape} ({folders[0]})")
+        label[mask] = value
+    return label, affine
+
+
+def _chaos_label(case: CaseFiles, slice_files: list[Path], shape: tuple[int, ...], affine: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """CHAOS's ``Ground`` PNGs as a label map on the image's grid (liver 1): PNG ``i`` by name is the mask of
+    DICOM file ``i`` by name (the organisers' pairing), placed where that file's slice is in the volume."""
+    if not case.label.is_dir():
+        raise PrepareError(case.label, f"liver mask folder not found (for {case.image})")
+    pngs = _png_files(case.label)
+    by_name = sorted(slice_files, key=lambda p: p.name)
+    if len(pngs) != len(by_name):
+        raise PrepareError(case.label, f"holds {len(pngs)} PNG masks for the {len(by_name)} DICOM slices of "
+                                       f"{case.image}: one mask per slice expected")
+    png_of = {dicom: png for dicom, png in zip(by_name, pngs)}
+    label = np.zeros(shape, np.uint8)
+    for k, dicom in enumerate(slice_files):
+        png = png_of[dicom]
+        pixels = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+        if pixels is None:
+            raise PrepareError(png, "cannot read the liver mask as PNG")
+        if pixels.ndim == 3:  # a colour PNG: its channels are equal in a grey mask; take the first
+            pixels = pixels[..., 0]
+        if pixels.shape != (shape[1], shape[0]):
+            raise PrepareError(png, f"liver mask of {pixels.shape[0]} x {pixels.shape[1]} pixels for the "
+                                    f"{shape[1]} x {shape[0]} slice {dicom}")
+        label[:, :, k] = _mask(pixels, png, "liver mask").T  # rows x columns -> the volume's columns x rows
+    return label, affine
+
+
 def load_labelled_case(case: CaseFiles, liver_labels: Sequence[int], tumor_labels: Sequence[int],
                        affine_tolerance: float = 1e-3, check_hu: bool = True):
     """Read a case's image and label with every check: ``(hu, affine, liver, tumor)``.
 
     Args:
-        case: the two files.
+        case: the two files (or folders, see :class:`CaseFiles`).
         liver_labels, tumor_labels: label values (tumors count as liver).
         affine_tolerance: largest difference allowed between the image's and the label's affine entries.
         check_hu: refuse an image that is not in Hounsfield units (:func:`check_hounsfield`).
 
     Raises:
-        PrepareError: naming the file at fault (unreadable, not HU, not a label map, shape or affine that
-            differ from the image's, no liver voxel).
+        PrepareError: naming the file at fault (unreadable, not HU, not a label map, a value the layout does not
+            use, shape or affine that differ from the image's, no liver voxel).
     """
-    hu, affine = load_nifti(case.image, "image")
+    slice_files = None
+    if case.image.is_dir():
+        from .dicom import read_series
+
+        hu, affine, slice_files = read_series(case.image, "image")
+    else:
+        hu, affine = load_nifti(case.image, "image")
     if check_hu:
         check_hounsfield(hu, case.image)
-    label, label_affine = load_nifti(case.label, "label")
-    check_label_map(label, case.label)
+    if case.reader == "ircadb":
+        label, label_affine = _ircadb_label(case)
+    elif case.reader == "chaos":
+        if slice_files is None:
+            raise PrepareError(case.image, "CHAOS masks go with a DICOM series folder, not a file")
+        label, label_affine = _chaos_label(case, slice_files, hu.shape, affine)
+    else:
+        label, label_affine = load_volume(case.label, "label")
+        check_label_map(label, case.label)
+    if case.label_values is not None:
+        unexpected = np.setdiff1d(np.unique(label), case.label_values)
+        if unexpected.size:
+            raise PrepareError(case.label, f"label holds values {unexpected[:6].tolist()}; this layout uses only "
+                                           f"{list(case.label_values)}")
     if label.shape != hu.shape:
         raise PrepareError(case.label, f"label shape {label.shape} differs from image {case.image} shape {hu.shape}")
     if not np.allclose(label_affine, affine, rtol=0, atol=affine_tolerance):

@@ -1,6 +1,7 @@
 """``lesions``: healthy CT volumes -> a LiTS-layout tumour set with exact labels, for validation only.
 
-    python -m examples.lits lesions --layout {btcv,lits,pair} --root DIR | --image CT --mask LIVER --out DIR
+    python -m examples.lits lesions --layout {btcv,lits,msd,ircadb,chaos,pair} --root DIR | --image CT --mask LIVER
+        --out DIR
         [--copies K] [--seed S] [--sizes small medium large] [--appearances hypodense rim ...]
 
 Each healthy volume gets ``K`` independent draws of 1-3 liver lesions by
@@ -15,7 +16,7 @@ Output, in ``OUT``, exactly what ``prepare --layout lits --root OUT`` reads:
 
 Volume ``i`` is copy ``i % K`` of source case ``i // K``; it depends only on ``(seed, case index, copy)``.
 This is a validation instrument, independent of the training synthesis: a result on it means something only
-for a model that never trained on it. Inputs are checked as ``prepare`` checks them (readable 3-D NIfTI,
+for a model that never trained on it. Inputs are checked as ``prepare`` checks them (readable 3-D NIfTI or DICOM series,
 label of the image's shape and affine, a non-empty liver) and must be healthy (no tumour label). A liver that
 reaches the scan's edge (CHAOS's does, at its first slice) has its border voxels left out of the lesions'
 reach: the scan's edge counts as the liver's boundary there.
@@ -48,7 +49,7 @@ from tqdm import tqdm
 from pseudoanomaly.lesions import APPEARANCES, SIZES, LesionSynthesis
 
 from .arguments import missing_layout_inputs
-from .cases import DEFAULT_LABELS, LAYOUTS, PrepareError, file_checksum, find_cases, load_labelled_case
+from .cases import DEFAULT_LABELS, LAYOUTS, PrepareError, case_checksum, find_cases, load_labelled_case
 
 __all__ = ["LesionSetSummary", "make_lesion_set", "add_arguments", "main"]
 
@@ -56,6 +57,7 @@ FORMAT = "examples.lits.lesions"
 FORMAT_VERSION = 1
 MANIFEST = "lesions.json"
 LITS_LIVER, LITS_LESION = 1, 2  # LiTS segmentation values
+SCANNER_CODE = 1  # NIfTI's sform/qform code of scanner coordinates, which a DICOM series' affine is in
 NOTE = ("A validation instrument: synthetic liver lesions (pseudoanomaly.lesions, after Hu et al., CVPR 2023) "
         "inserted into healthy scans. Results on it mean something only for models that never trained on it.")
 OWN_FILES = re.compile(r"^(volume|segmentation)-\d+\.nii(\.gz)?$")
@@ -110,6 +112,8 @@ def _load_case(case, liver_labels, tumor_labels, affine_tolerance: float = 1e-3)
     if tumor is not None and tumor.any():
         raise PrepareError(case.label, f"has {int(tumor.sum())} tumour voxels (label {tuple(tumor_labels)}): lesions "
                                        "go into healthy livers only")
+    if case.image.is_dir():  # a DICOM series: its affine is in the scanner's coordinates
+        return hu, liver, affine, (SCANNER_CODE, SCANNER_CODE)
     header = nib.load(case.image).header
     return hu, liver, affine, (int(header["sform_code"]), int(header["qform_code"]))
 
@@ -145,16 +149,16 @@ def make_lesion_set(
     """Write a LiTS-layout lesion set made from healthy volumes into ``out`` (module docstring).
 
     Args:
-        layout: ``"btcv"``, ``"lits"`` or ``"pair"`` (see :func:`examples.lits.cases.find_cases`).
-        root: data set folder (btcv, lits; ignored for pair).
+        layout: one of :data:`examples.lits.cases.LAYOUTS` (see :func:`examples.lits.cases.find_cases`).
+        root: data set folder (ignored for pair).
         out: output folder.
         image, mask: the two files of the pair layout.
         copies: lesion draws per healthy volume.
         seed: seed of the whole set; volume ``i`` depends on ``(seed, i // copies, i % copies)`` only.
         sizes, appearances, count, mass_effect: settings of :class:`pseudoanomaly.lesions.LesionSynthesis`.
-        liver_labels: label values of the liver (default: 6 for btcv, 1 for lits and pair).
-        tumor_labels: label values of tumours (default: none for btcv, 2 for lits and pair); a volume with any is
-            refused, lesions go into healthy livers.
+        liver_labels: label values of the liver (default: 6 for btcv, 1 for the others).
+        tumor_labels: label values of tumours (default: none for btcv and chaos, 2 for the others); a volume with
+            any is refused, lesions go into healthy livers.
         overwrite: replace the files of a non-empty ``out`` that is not a lesion set of this command.
         progress: show a progress bar.
 
@@ -214,7 +218,7 @@ def make_lesion_set(
                                  "lesions keep away from that edge, as from the liver's own boundary")
                 manifest["sources"].append({
                     "case_id": case.case_id, "image": str(case.image), "label": str(case.label),
-                    "image_sha256": file_checksum(case.image), "label_sha256": file_checksum(case.label),
+                    "image_sha256": case_checksum(case, "image"), "label_sha256": case_checksum(case, "label"),
                     "spacing_mm": list(spacing), "liver_voxels": int(liver.sum()),
                     "liver_voxels_on_border": on_border,
                 })
@@ -267,11 +271,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser: the (sub)parser of the ``lesions`` command.
     """
     parser.add_argument("--layout", required=True, choices=LAYOUTS,
-                        help="btcv: ROOT/img/img*.nii.gz + ROOT/label/label*.nii.gz; lits: ROOT/volume-N.nii + "
-                             "ROOT/segmentation-N.nii (healthy only); pair: --image + --mask")
-    parser.add_argument("--root", type=Path, help="data set folder (btcv, lits)")
-    parser.add_argument("--image", type=Path, help="CT volume (pair layout)")
-    parser.add_argument("--mask", type=Path, help="its liver mask (pair layout)")
+                        help="as prepare's (btcv, lits, msd, ircadb, chaos: a --root folder; pair: --image + --mask); "
+                             "healthy livers only")
+    parser.add_argument("--root", type=Path, help="data set folder (all layouts but pair)")
+    parser.add_argument("--image", type=Path, help="CT volume: NIfTI file or DICOM folder (pair layout)")
+    parser.add_argument("--mask", type=Path, help="its liver mask: NIfTI file or DICOM folder (pair layout)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (LiTS layout + lesions.json)")
     parser.add_argument("--copies", type=int, default=3, help="lesion draws per healthy volume (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the whole set (default 0)")
@@ -283,9 +287,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, nargs=2, default=(1, 3), metavar=("MIN", "MAX"),
                         help="lesions per volume (default 1 3)")
     parser.add_argument("--no-mass-effect", action="store_true", help="do not push the surrounding liver outward")
-    parser.add_argument("--liver-label", type=int, nargs="+", help="liver label value(s) (default: btcv 6, lits 1)")
+    parser.add_argument("--liver-label", type=int, nargs="+",
+                        help="liver label value(s) (default: btcv 6, the others 1)")
     parser.add_argument("--tumor-label", type=int, nargs="*",
-                        help="tumour label value(s); a volume with any is refused (default: btcv none, lits 2)")
+                        help="tumour label value(s); a volume with any is refused (default: btcv and chaos none, the "
+                             "others 2)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out of something else")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

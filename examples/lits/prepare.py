@@ -1,16 +1,20 @@
 """``prepare``: a CT data set with liver labels -> liver-ROI axial slices for training (BTCV) or testing (LiTS).
 
-    python -m examples.lits prepare --layout {btcv,lits,pair} --root DIR --out DIR [flags]
+    python -m examples.lits prepare --layout {btcv,lits,msd,ircadb,chaos,pair} --root DIR --out DIR [flags]
 
-Layouts: BTCV ``ROOT/img/img*.nii.gz`` + ``ROOT/label/label*.nii.gz`` (liver = 6); LiTS ``ROOT/volume-N.nii[.gz]``
-+ ``ROOT/segmentation-N.nii[.gz]`` (liver = 1, tumor = 2; subfolders searched); pair: one ``--image`` and its
-``--mask``. Each volume goes through :func:`~examples.lits.preprocess.preprocess_volume` (the steps are listed
-there and are the same for every data set).
+Layouts (:mod:`examples.lits.cases`): BTCV ``ROOT/img/img*.nii.gz`` + ``ROOT/label/label*.nii.gz`` (liver = 6);
+LiTS ``ROOT/volume-N.nii[.gz]`` + ``ROOT/segmentation-N.nii[.gz]`` (liver = 1, tumor = 2; subfolders searched);
+MSD Task03_Liver ``ROOT/imagesTr/liver_N.nii.gz`` + ``ROOT/labelsTr/liver_N.nii.gz`` (liver = 1, tumor = 2);
+3D-IRCADb ``ROOT/3Dircadb1.N/PATIENT_DICOM/`` + ``MASKS_DICOM/liver/`` and ``MASKS_DICOM/livertumor*/`` (DICOM
+series); CHAOS CT ``ROOT/Train_Sets/CT/N/DICOM_anon/`` + ``Ground/*.png`` (liver only: healthy); pair: one
+``--image`` and its ``--mask`` (NIfTI files or DICOM series folders). DICOM needs the ``dicom`` extra (pydicom).
+Each volume goes through :func:`~examples.lits.preprocess.preprocess_volume` (the steps are listed there and are
+the same for every data set).
 
 Output, in ``OUT``:
 
 - ``volumes/<case_id>.npz``, one per volume (format: :mod:`examples.lits.volumes`), ``case_id`` being the
-  image's file name without ``.nii[.gz]``;
+  image's file name without ``.nii[.gz]`` (``3Dircadb1.N``, ``chaos-ct-N`` for the DICOM layouts);
 - ``manifest.json``: format and version, layout, label values, config, per case the source files with their
   sha256, the volume file with its sha256 (``file_sha256``, checked again by ``load_prepared``), slices kept and
   shapes, and the volumes skipped with their error.
@@ -44,7 +48,8 @@ import cv2
 from tqdm import tqdm
 
 from .arguments import missing_layout_inputs, non_negative_float, positive_int
-from .cases import DEFAULT_LABELS, LAYOUTS, CaseFiles, PrepareError, file_checksum, find_cases, load_labelled_case
+from .cases import (DEFAULT_LABELS, LAYOUTS, CaseFiles, PrepareError, case_checksum, file_checksum, find_cases,
+                    load_labelled_case)
 from .dataset import FORMAT, FORMAT_VERSION, MANIFEST, VOLUMES, read_manifest, write_manifest
 from .locking import writes_folder
 from .preprocess import CROP_MODES, PREPARE_PRESETS, PrepareConfig, preprocess_volume
@@ -101,8 +106,8 @@ def _prepare_case(job: _Job) -> dict:
     """Worker: one volume -> ``{"status": "prepared" | "up-to-date" | "failed", ...}``."""
     case = job.case
     try:
-        image_sha = file_checksum(case.image, "image")
-        label_sha = file_checksum(case.label, f"label (for {case.image.name})")
+        image_sha = case_checksum(case, "image")  # a DICOM or PNG folder: its files' checksums
+        label_sha = case_checksum(case, "label")
         target = job.volumes / f"{case.case_id}.npz"
         prev = job.previous
         # The volume itself is checked too: a truncated, swapped or foreign file is rebuilt, not trusted.
@@ -159,14 +164,15 @@ def prepare(
     """Prepare every volume of a data set into ``out`` (module docstring).
 
     Args:
-        layout: ``"btcv"``, ``"lits"`` or ``"pair"`` (see :func:`find_cases`).
-        root: data set folder (btcv, lits; ignored for pair).
+        layout: one of :data:`~examples.lits.cases.LAYOUTS` (see :func:`~examples.lits.cases.find_cases`).
+        root: data set folder (ignored for pair).
         out: output folder (created); one data set per folder, written by one process at a time (a second one
             raises :class:`~examples.lits.locking.FolderBusyError`). The pair layout adds its case to the folder's
             earlier ones.
         config: preprocessing settings.
-        liver_labels: label values of the liver (default: 6 for btcv, 1 for lits and pair).
-        tumor_labels: label values of tumors, counted as liver too (default: none for btcv, 2 for lits and pair).
+        liver_labels: label values of the liver (default: 6 for btcv, 1 for the others).
+        tumor_labels: label values of tumors, counted as liver too (default: none for btcv and chaos, 2 for the
+            others).
         image, mask: the files of the pair layout.
         workers: processes; 1 prepares in this process.
         skip_bad: list a bad volume (missing/unreadable/mismatched file) in the summary and manifest and go on,
@@ -293,13 +299,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = PrepareConfig()
     parser.add_argument("--layout", required=True, choices=LAYOUTS,
                         help="btcv: ROOT/img/img*.nii.gz + ROOT/label/label*.nii.gz; lits: ROOT/volume-N.nii + "
-                             "ROOT/segmentation-N.nii; pair: --image + --mask")
-    parser.add_argument("--root", type=Path, help="data set folder (btcv, lits)")
+                             "ROOT/segmentation-N.nii; msd: ROOT/imagesTr/liver_N.nii.gz + ROOT/labelsTr/; ircadb: "
+                             "ROOT/3Dircadb1.N/PATIENT_DICOM/ + MASKS_DICOM/liver/, livertumor*/; chaos: "
+                             "ROOT/Train_Sets/CT/N/DICOM_anon/ + Ground/*.png; pair: --image + --mask (DICOM layouts "
+                             "need pip install pseudoanomaly[dicom])")
+    parser.add_argument("--root", type=Path, help="data set folder (all layouts but pair)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (one data set per folder)")
-    parser.add_argument("--image", type=Path, help="CT volume (pair layout)")
-    parser.add_argument("--mask", type=Path, help="its liver mask (pair layout)")
-    parser.add_argument("--liver-label", type=int, nargs="+", help="liver label value(s) (default: btcv 6, lits 1)")
-    parser.add_argument("--tumor-label", type=int, nargs="*", help="tumor label value(s) (default: btcv none, lits 2)")
+    parser.add_argument("--image", type=Path, help="CT volume: NIfTI file or DICOM folder (pair layout)")
+    parser.add_argument("--mask", type=Path, help="its liver mask: NIfTI file or DICOM folder (pair layout)")
+    parser.add_argument("--liver-label", type=int, nargs="+",
+                        help="liver label value(s) (default: btcv 6, the others 1)")
+    parser.add_argument("--tumor-label", type=int, nargs="*",
+                        help="tumor label value(s) (default: btcv and chaos none, the others 2)")
     parser.add_argument("--preset", choices=sorted(PREPARE_PRESETS), default="cpu",
                         help="settings matching train's preset of the same name: cpu (the default, as train's): "
                              "128 px, liver-box crop, liver-centred 200 HU window, area resize; paper: 256 px whole "

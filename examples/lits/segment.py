@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from pseudoanomaly.io import atomic_path
 
 from .arguments import add_inference_arguments
-from .cases import check_hounsfield, check_label_map, load_nifti
+from .cases import check_hounsfield, check_label_map, load_volume
 from .dataset import resize_slices
 from .preprocess import PrepareConfig, preprocess_volume, restore_volume
 from .runs import INFER_BATCH, load_run, pick_device
@@ -38,6 +38,7 @@ __all__ = ["segment", "SegmentResult", "add_arguments", "main"]
 
 # How close the liver mask's affine must be to the image's (world units, mm).
 AFFINE_TOLERANCE = 1e-3
+SCANNER_CODE = 1  # NIfTI's sform/qform code of scanner coordinates, which a DICOM series' affine is in
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,9 @@ def segment(
 
     Args:
         run: a run folder written by ``train``.
-        image: the CT volume, ``.nii`` or ``.nii.gz``, in Hounsfield units.
-        liver: its liver mask (nonzero = liver), same grid as ``image``.
+        image: the CT volume in Hounsfield units: ``.nii`` / ``.nii.gz``, or a DICOM series folder (the ``dicom``
+            extra).
+        liver: its liver mask (nonzero = liver), same grid as ``image``: NIfTI, or a DICOM mask series folder.
         out: the ``.nii`` / ``.nii.gz`` file to write (float32 probabilities).
         device: where inference runs.
         batch_size: slices per forward pass.
@@ -81,9 +83,9 @@ def segment(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     device = pick_device(device)
     segmenter, meta = load_run(run, device, batch_size)
-    hu, affine = load_nifti(image, "image")  # NaN voxels are refused there
+    hu, affine = load_volume(image, "image")  # NaN voxels are refused there
     check_hounsfield(hu, image)
-    mask, mask_affine = load_nifti(liver, "liver mask")
+    mask, mask_affine = load_volume(liver, "liver mask")
     check_label_map(mask, liver, "liver mask")  # a CT passed as the mask, or image and mask swapped
     if mask.shape != hu.shape:
         raise ValueError(f"{liver}: liver mask shape {mask.shape} differs from the image's {hu.shape} ({image})")
@@ -125,10 +127,17 @@ def segment(
 
 
 def _save_nifti(volume: np.ndarray, affine: np.ndarray, out: Path, reference: Path) -> None:
-    """Write ``volume`` with the reference's affine and spatial header codes, atomically."""
-    header = nib.load(reference).header.copy()
-    header.set_data_dtype(np.float32)
-    image = nib.Nifti1Image(volume, affine, header=header)
+    """Write ``volume`` with the reference's affine and spatial header codes (scanner's for a DICOM series),
+    atomically."""
+    if reference.is_dir():
+        image = nib.Nifti1Image(volume.astype(np.float32), affine)
+        image.set_sform(affine, code=SCANNER_CODE)
+        image.set_qform(affine, code=SCANNER_CODE)
+        image.header.set_xyzt_units("mm")
+    else:
+        header = nib.load(reference).header.copy()
+        header.set_data_dtype(np.float32)
+        image = nib.Nifti1Image(volume, affine, header=header)
     image.header.set_slope_inter(1.0, 0.0)  # probabilities are stored as is, not rescaled
     suffix = ".nii.gz" if out.name.endswith(".gz") else ".nii"
     with atomic_path(out, suffix=suffix) as tmp:
@@ -138,8 +147,10 @@ def _save_nifti(volume: np.ndarray, affine: np.ndarray, out: Path, reference: Pa
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the ``segment`` command."""
     parser.add_argument("--run", type=Path, required=True, help="run folder written by train")
-    parser.add_argument("--image", type=Path, required=True, help="CT volume in HU (.nii or .nii.gz)")
-    parser.add_argument("--liver", type=Path, required=True, help="its liver mask (.nii or .nii.gz)")
+    parser.add_argument("--image", type=Path, required=True,
+                        help="CT volume in HU (.nii or .nii.gz, or a DICOM series folder)")
+    parser.add_argument("--liver", type=Path, required=True,
+                        help="its liver mask (.nii or .nii.gz, or a DICOM mask series folder)")
     parser.add_argument("--out", type=Path, required=True, help="probability map to write (.nii or .nii.gz)")
     add_inference_arguments(parser, INFER_BATCH)
 

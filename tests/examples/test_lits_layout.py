@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "examples" / "lits"
 COMMANDS = {"prepare", "train", "evaluate", "segment", "lesions", "ablation", "score"}
 COMPOSERS = {"demo"}  # runs the commands one after another, as a user would
-BASE = {"arguments", "locking", "cases", "preprocess", "volumes", "dataset", "settings", "runs", "scoring", "report",
+BASE = {"arguments", "locking", "cases", "dicom", "preprocess", "volumes", "dataset", "settings", "runs", "scoring", "report",
         "phantom"}
 
 
