@@ -275,6 +275,10 @@ def segment_folder(
             raise ValueError(f"{clash}: the output for {scan.name} would replace an input; choose another -o")
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir}: not a folder (-o)")
+    for scan, liver in pairs:  # from the headers alone: a mismatch late in a long folder stops the run at once
+        if _header_shape(liver) != _header_shape(scan):
+            raise ValueError(f"{liver}: liver mask shape {_header_shape(liver)} differs from the image's "
+                             f"{_header_shape(scan)} ({scan})")
     predictor = _Predictor(run, device, batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     results, rows = [], []
@@ -310,6 +314,17 @@ def segment_folder(
                                    "labels": {"background": 0, "liver": LIVER_LABEL, "tumor": TUMOR_LABEL},
                                    "cases": rows})
     return results
+
+
+def _header_shape(path: Path) -> tuple[int, ...]:
+    """The volume's shape as :func:`load_nifti` reads it (trailing axes of length 1 dropped), from the header."""
+    try:
+        shape = tuple(nib.load(path).shape)
+    except Exception as exc:  # nibabel raises several types for a file that is not NIfTI
+        raise ValueError(f"{path}: not a readable NIfTI file ({exc})") from None
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
 
 
 def _outputs(scan: Path, out_dir: Path, probabilities: bool, png: bool) -> tuple[Path, Path | None, Path | None]:

@@ -119,7 +119,16 @@ def _bad(scans, tmp_path, case):
     (empty / "notes.txt").write_text("not a scan")
     lonely = tmp_path / "lonely"
     _copy(scans["scans"] / f"case-0{scans['suffix']}", lonely / f"case-0{scans['suffix']}")
+    late = tmp_path / "late"  # the second case's mask is of another grid: found before the first is written
+    for i in range(2):
+        _copy(scans["scans"] / f"case-{i}{scans['suffix']}", late / "scans" / f"case-{i}{scans['suffix']}")
+    _copy(scans["livers"] / f"case-0{scans['suffix']}", late / "livers" / f"case-0{scans['suffix']}")
+    mask = nib.load(scans["livers"] / f"case-1{scans['suffix']}")
+    nib.save(nib.Nifti1Image(np.asarray(mask.dataobj)[:, :, :-1], mask.affine),
+             late / "livers" / f"case-1{scans['suffix']}")
     return {
+        "mask-of-another-shape": (["-i", late / "scans", "--livers", late / "livers", "-o", tmp_path / "out"],
+                                  str(late / "livers" / f"case-1{scans['suffix']}")),
         "empty-folder": (["-i", empty, "-o", tmp_path / "out"], str(empty)),
         "missing-folder": (["-i", tmp_path / "nothing", "-o", tmp_path / "out"], str(tmp_path / "nothing")),
         "scan-without-liver": (["-i", lonely, "-o", tmp_path / "out"], str(lonely / f"case-0{scans['suffix']}")),
@@ -134,7 +143,7 @@ def _bad(scans, tmp_path, case):
     }[case]
 
 
-@pytest.mark.parametrize("case", ["empty-folder", "missing-folder", "scan-without-liver",
+@pytest.mark.parametrize("case", ["mask-of-another-shape", "empty-folder", "missing-folder", "scan-without-liver",
                                   "scan-without-liver-in-livers", "probabilities-without-threshold",
                                   "output-replaces-input", "folder-and-one-scan", "folder-without-output"])
 def test_bad_folder_inputs_stop_with_one_line_before_writing(scans, tmp_path, capsys, case):
