@@ -13,12 +13,14 @@ run are removed by the next).
 A folder (``-i DIR -o OUT``), as nnU-Net predicts: every ``*.nii`` / ``*.nii.gz`` in ``DIR`` is a scan, and its
 liver mask is the file of the same name in ``--livers LIVERS`` or, without ``--livers``, ``<case>_liver.nii.gz``
 (or ``.nii``) beside it in ``DIR`` (files named ``*_liver.nii[.gz]`` are masks, not scans). ``-i`` may also name
-one scan. For each case ``OUT/<scan's file name>`` holds the probability map or, with ``--threshold T``, a label
-map as LiTS labels it (uint8: 0 background, 1 liver, 2 tumor where the probability exceeds T);
-``--save-probabilities`` adds ``OUT/<case>_probabilities.nii.gz`` beside a label map, and ``--png`` a picture
-``OUT/<case>.png`` (axial slices through the largest predicted tumors, CT in a liver window, liver and tumor
-outlined). One line per case is printed, and ``OUT/summary.json`` lists them all. Every scan's liver mask is
-found before anything is read or written.
+one scan. A scan named as nnU-Net names its inputs, ``<case>_0000.nii.gz``, is the case ``<case>``, and its mask
+may be ``LIVERS/<case>.nii.gz``, as nnU-Net names its predictions. For each case ``OUT/<case>.nii[.gz]`` holds the
+probability map or, with ``--threshold T``, a label map as LiTS labels it (uint8: 0 background, 1 liver, 2 tumor
+where the probability exceeds T); ``--save-probabilities`` adds ``OUT/<case>_probabilities.nii.gz`` beside a label
+map, and ``--png`` a picture ``OUT/<case>.png`` (axial slices through the largest predicted tumors, CT in a liver
+window, liver and tumor outlined). One line per case is printed, and ``OUT/summary.json`` lists them all. Every
+scan's liver mask is found, its grid compared with the scan's, and every output checked not to replace an input,
+before anything is written.
 
 Refused with a one-line error naming the file: NaN voxels, a CT not in Hounsfield units (e.g. scaled to [0, 1]), a
 liver mask that is not a label map (a CT, or image and mask swapped), a liver too small for any slice to reach the
@@ -60,6 +62,8 @@ LIVER_LABEL, TUMOR_LABEL = 1, 2
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 # Without --livers, the liver mask of DIR/<case>.nii.gz is DIR/<case>_liver.nii.gz (or .nii).
 LIVER_SUFFIX = "_liver"
+# nnU-Net names its inputs <case>_<channel>.nii.gz; a CT is channel 0000, and the case is <case>.
+NNUNET_CHANNEL = "_0000"
 PROBABILITIES_SUFFIX = "_probabilities"
 SUMMARY = "summary.json"
 
@@ -182,11 +186,19 @@ def _case_name(path: Path) -> str | None:
     return None
 
 
+def _case_id(path: Path) -> str:
+    """The case a scan is: its name without ``.nii[.gz]`` and without nnU-Net's channel suffix ``_0000``."""
+    name = _case_name(path)
+    return name[: -len(NNUNET_CHANNEL)] if name.endswith(NNUNET_CHANNEL) and name != NNUNET_CHANNEL else name
+
+
 def find_scans(inputs: str | os.PathLike, livers: str | os.PathLike | None = None) -> list[tuple[Path, Path]]:
     """``(scan, liver mask)`` of every scan in ``inputs`` (a folder, or one scan), sorted by file name.
 
     The liver mask of ``case.nii.gz`` is ``livers/case.nii.gz`` (``.nii`` or ``.nii.gz``) or, without
     ``livers``, ``case_liver.nii.gz`` beside the scan; files named ``*_liver.nii[.gz]`` are then masks, not scans.
+    A scan named as nnU-Net names its inputs, ``case_0000.nii.gz``, is the case ``case``: its mask may also be
+    ``livers/case.nii.gz`` (as nnU-Net names its predictions), or ``case_liver.nii.gz`` beside it.
 
     Raises:
         FileNotFoundError: ``inputs`` or ``livers`` does not exist.
@@ -208,11 +220,11 @@ def find_scans(inputs: str | os.PathLike, livers: str | os.PathLike | None = Non
         raise FileNotFoundError(f"{livers}: no such folder (--livers)")
     pairs, missing = [], []
     for scan in scans:
-        case = _case_name(scan)
         if livers is not None:
-            candidates = [Path(livers) / f"{case}{suffix}" for suffix in NIFTI_SUFFIXES]
+            names = dict.fromkeys([_case_name(scan), _case_id(scan)])  # the scan's own name first
+            candidates = [Path(livers) / f"{name}{suffix}" for name in names for suffix in NIFTI_SUFFIXES]
         else:
-            candidates = [scan.parent / f"{case}{LIVER_SUFFIX}{suffix}" for suffix in NIFTI_SUFFIXES]
+            candidates = [scan.parent / f"{_case_id(scan)}{LIVER_SUFFIX}{suffix}" for suffix in NIFTI_SUFFIXES]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             missing.append((scan, candidates[0]))
@@ -222,10 +234,11 @@ def find_scans(inputs: str | os.PathLike, livers: str | os.PathLike | None = Non
         scan, expected = missing[0]
         more = f" (and {len(missing) - 1} more scans without one)" if len(missing) > 1 else ""
         raise ValueError(f"{scan}: no liver mask, looked for {expected} (or .nii){more}")
-    cases = [_case_name(scan) for scan, _ in pairs]
+    cases = [_case_id(scan) for scan, _ in pairs]
     twice = sorted({c for c in cases if cases.count(c) > 1})
     if twice:
-        raise ValueError(f"{inputs}: case {twice[0]!r} is there as both .nii and .nii.gz; keep one")
+        files = [scan.name for scan, _ in pairs if _case_id(scan) == twice[0]]
+        raise ValueError(f"{inputs}: case {twice[0]!r} is there more than once ({', '.join(files)}); keep one")
     return pairs
 
 
@@ -300,12 +313,12 @@ def segment_folder(
         result = SegmentResult(out, prediction.slices, float(tumor.sum()) * voxel_ml,
                                float(prediction.probability.max()), probabilities, picture)
         results.append(result)
-        rows.append({"case": _case_name(scan), "image": str(scan), "liver": str(liver), "out": str(out),
+        rows.append({"case": _case_id(scan), "image": str(scan), "liver": str(liver), "out": str(out),
                      "probabilities": None if probabilities is None else str(probabilities),
                      "png": None if picture is None else str(picture), "slices": result.slices,
                      "liver_ml": float(prediction.liver.sum()) * voxel_ml, "tumor_ml": result.tumor_ml,
                      "max_probability": result.max_probability, "shape": list(prediction.hu.shape)})
-        print_fn(f"{_case_name(scan)}: {result.slices} liver slices, tumor at p > {cut:g}: {result.tumor_ml:.1f} mL "
+        print_fn(f"{_case_id(scan)}: {result.slices} liver slices, tumor at p > {cut:g}: {result.tumor_ml:.1f} mL "
                  f"(max probability {result.max_probability:.2f}) -> {out}")
     write_json(out_dir / SUMMARY, {"run": str(run), "inputs": str(inputs),
                                    "livers": None if livers is None else str(livers), "threshold": threshold,
@@ -328,9 +341,10 @@ def _header_shape(path: Path) -> tuple[int, ...]:
 
 
 def _outputs(scan: Path, out_dir: Path, probabilities: bool, png: bool) -> tuple[Path, Path | None, Path | None]:
-    """``(map or label map, probability map, picture)`` of ``scan`` in ``out_dir``."""
-    case = _case_name(scan)
-    return (out_dir / scan.name, out_dir / f"{case}{PROBABILITIES_SUFFIX}.nii.gz" if probabilities else None,
+    """``(map or label map, probability map, picture)`` of ``scan`` in ``out_dir``, named after its case."""
+    case = _case_id(scan)
+    suffix = scan.name[len(_case_name(scan)):]  # the scan's own .nii or .nii.gz
+    return (out_dir / f"{case}{suffix}", out_dir / f"{case}{PROBABILITIES_SUFFIX}.nii.gz" if probabilities else None,
             out_dir / f"{case}.png" if png else None)
 
 
@@ -369,7 +383,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     many.add_argument("-i", "--input", type=Path, metavar="DIR_OR_FILE",
                       help="folder of CT scans in HU (*.nii, *.nii.gz), or one scan")
     many.add_argument("-o", "--output", type=Path, metavar="DIR",
-                      help="folder to write: <scan's file name> per scan, summary.json")
+                      help="folder to write: <case>.nii.gz (or .nii, as the scan) per scan, summary.json")
     many.add_argument("--livers", type=Path, metavar="DIR",
                       help="folder of the liver masks, same file names as the scans (default: <case>_liver.nii.gz "
                            "beside each scan)")

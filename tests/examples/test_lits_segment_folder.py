@@ -165,3 +165,19 @@ def test_threshold_outside_the_open_unit_interval_is_refused_while_parsing(scans
     err = capsys.readouterr().err
     assert "argument --threshold: must be" in err and repr(value) in err
     assert not (tmp_path / "out").exists()
+
+
+def test_nnunet_named_scans_are_cases_without_the_channel_suffix(scans, tmp_path, capsys):
+    # nnU-Net's layout: imagesTs/case_0000.nii.gz in, case.nii.gz out (and liver masks predicted as case.nii.gz).
+    images, livers, out = tmp_path / "imagesTs", tmp_path / "liversTs", tmp_path / "out"
+    suffix = scans["suffix"]
+    for i in range(2):
+        _copy(scans["scans"] / f"case-{i}{suffix}", images / f"liver_{i:03d}_0000{suffix}")
+        _copy(scans["livers"] / f"case-{i}{suffix}", livers / f"liver_{i:03d}{suffix}")
+    code, stdout, _ = cli(capsys, "segment", "--run", scans["run"], "-i", images, "--livers", livers, "-o", out,
+                          "--threshold", "0.5")
+    assert code == 0 and "liver_000:" in stdout and "liver_001:" in stdout
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"liver_000{suffix}", f"liver_001{suffix}",
+                                                             "summary.json"])
+    source, labels = nib.load(images / f"liver_001_0000{suffix}"), nib.load(out / f"liver_001{suffix}")
+    assert labels.shape == source.shape and np.allclose(labels.affine, source.affine)
