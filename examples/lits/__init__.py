@@ -23,6 +23,6 @@ Two floors, imports pointing down only (``tests/examples/test_lits_layout.py`` c
   ``ablation``; and ``demo``, which composes ``prepare``, ``train`` and ``evaluate`` as a user would run them.
 
 ``__main__`` builds the command line from the commands' ``add_arguments`` / ``main``, importing only the
-command that runs; ``--help`` comes from ``cli.json``, a record of those flags checked against them by the tests. The package uses only the
-public API of ``pseudoanomaly``.
+command that runs; ``--help`` comes from ``cli.json``, a record of those flags that the tests check against them.
+The package uses only the public API of ``pseudoanomaly``.
 """
