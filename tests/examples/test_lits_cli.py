@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -388,3 +389,29 @@ def test_the_example_runs_as_pseudoanomaly_lits_from_any_folder(tmp_path):
     check = subprocess.run([sys.executable, "-c", "import importlib.util; print(importlib.util.find_spec('examples'))"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert check.stdout.strip() == "None"
+
+
+def test_the_wheel_holds_pseudoanomaly_lits_and_its_command_but_no_examples_package(tmp_path):
+    # A real, non-editable build (a couple of seconds), of a copy: an in-tree build/ could leave stale files.
+    setuptools = pytest.importorskip("setuptools")
+    if int(setuptools.__version__.split(".")[0]) < 77:
+        pytest.skip(f"building needs setuptools>=77 (pyproject's build-system), found {setuptools.__version__}")
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(REPO / "src", source / "src", ignore=ignore)
+    shutil.copytree(PACKAGE, source / "examples" / "lits", ignore=ignore)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                             str(tmp_path / "wheel"), str(source)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"pseudoanomaly", "pseudoanomaly_lits"}  # no "examples"
+    expected = {f"pseudoanomaly_lits/{p.name}" for p in PACKAGE.glob("*.py")} | {"pseudoanomaly_lits/cli.json"}
+    assert expected <= set(names)
+    assert "pseudoanomaly-lits = pseudoanomaly_lits.__main__:main" in entry_points
