@@ -6,6 +6,10 @@ Train on healthy livers (BTCV), test on tumor livers (LiTS), from the repository
     python -m examples.lits prepare --layout lits --root LITS_DIR --out prepared/test
     python -m examples.lits <command> --help
 
+or from anywhere once installed (``pip install .[lits]`` installs this folder as the package
+``pseudoanomaly_lits``, with the command ``pseudoanomaly-lits``; its modules import each other relatively, so
+they work under either name).
+
 Two floors, imports pointing down only (``tests/examples/test_lits_layout.py`` checks it):
 
 - the base, which no command and nothing of ``pseudoanomaly`` depends on: ``arguments`` (argument types that
@@ -19,6 +23,7 @@ Two floors, imports pointing down only (``tests/examples/test_lits_layout.py`` c
 - the commands, each importing only the base: ``prepare``, ``train``, ``evaluate``, ``segment``, ``lesions``,
   ``ablation``; and ``demo``, which composes ``prepare``, ``train`` and ``evaluate`` as a user would run them.
 
-``__main__`` builds the command line from the commands' ``add_arguments`` / ``main``. The package uses only the
-public API of ``pseudoanomaly``.
+``__main__`` builds the command line from the commands' ``add_arguments`` / ``main``, importing only the
+command that runs; ``--help`` comes from ``cli.json``, a record of those flags that the tests check against them.
+The package uses only the public API of ``pseudoanomaly``.
 """

@@ -9,7 +9,8 @@ import math
 from pseudoanomaly.training.distributed import process_device
 
 __all__ = [
-    "positive_int", "non_negative_float", "device", "missing_layout_inputs", "add_inference_arguments",
+    "positive_int", "non_negative_float", "open_unit_interval", "device", "missing_layout_inputs",
+    "add_inference_arguments",
 ]
 
 
@@ -35,6 +36,17 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def open_unit_interval(text: str) -> float:
+    """A number strictly between 0 and 1 (``segment --threshold``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text!r}")
+    return value
+
+
 def device(text: str) -> str:
     """``--device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ... that this machine has (checked as the
     library's trainer checks its ``config.device``)."""
@@ -49,7 +61,9 @@ def device(text: str) -> str:
 
 def add_inference_arguments(parser: argparse.ArgumentParser, batch_size: int) -> None:
     """``--device`` and ``--batch-size`` (default ``batch_size``) of the commands that apply a trained run."""
-    parser.add_argument("--device", type=device, default="auto", help="auto (default), cpu, cuda, ...")
+    parser.add_argument("--device", type=device, default="auto",
+                        help="where the net runs: auto (CUDA when there is one, else the CPU), cpu, cuda, cuda:N "
+                             "(default: %(default)s)")
     parser.add_argument("--batch-size", type=positive_int, default=batch_size,
                         help="slices per forward pass (default: %(default)s)")
 

@@ -111,8 +111,8 @@ def demo(out: str | Path = "runs/lits_demo", *, seed: int = 0, progress: bool = 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the ``demo`` command."""
     parser.add_argument("--out", type=Path, default=Path("runs/lits_demo"),
-                        help="output folder (default: runs/lits_demo)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the cohort and of training")
+                        help="output folder (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the cohort and of training (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -277,15 +277,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", type=Path, help="CT volume: NIfTI file or DICOM folder (pair layout)")
     parser.add_argument("--mask", type=Path, help="its liver mask: NIfTI file or DICOM folder (pair layout)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (LiTS layout + lesions.json)")
-    parser.add_argument("--copies", type=int, default=3, help="lesion draws per healthy volume (default 3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the whole set (default 0)")
+    parser.add_argument("--copies", type=int, default=3, help="lesion draws per healthy volume (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the whole set (default: %(default)s)")
+    sizes = ", ".join(f"{k} {a:g}-{b:g} mm" for k, (a, b) in SIZES.items())
     parser.add_argument("--sizes", nargs="+", choices=tuple(SIZES), default=tuple(SIZES),
-                        help="size classes by diameter: " + ", ".join(f"{k} {a:g}-{b:g} mm" for k, (a, b) in
-                                                                      SIZES.items()))
+                        help=f"size classes by diameter: {sizes} (default: all, {' '.join(SIZES)})")
     parser.add_argument("--appearances", nargs="+", choices=tuple(APPEARANCES), default=tuple(APPEARANCES),
-                        help="lesion appearances (default: all, hypodense the most frequent)")
+                        help=f"lesion appearances, hypodense the most frequent (default: all, {' '.join(APPEARANCES)})")
     parser.add_argument("--count", type=int, nargs=2, default=(1, 3), metavar=("MIN", "MAX"),
-                        help="lesions per volume (default 1 3)")
+                        help="lesions per volume (default: 1 3)")
     parser.add_argument("--no-mass-effect", action="store_true", help="do not push the surrounding liver outward")
     parser.add_argument("--liver-label", type=int, nargs="+",
                         help="liver label value(s) (default: btcv 6, the others 1)")

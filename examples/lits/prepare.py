@@ -322,17 +322,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{PREPARE_PRESETS['cpu'].liver_window:g})")
     parser.add_argument("--size", type=int, help="output slice side (cpu preset 128, paper 256)")
     parser.add_argument("--min-liver-pixels", type=int, default=d.min_liver_pixels,
-                        help="keep slices with at least this many liver pixels (source resolution)")
+                        help="keep slices with at least this many liver pixels (source resolution; default: "
+                             "%(default)s)")
     parser.add_argument("--min-liver-fraction", type=float, default=d.min_liver_fraction,
-                        help="... and at least this fraction of the slice")
+                        help="... and at least this fraction of the slice (default: %(default)s)")
     parser.add_argument("--crop", choices=CROP_MODES,
                         help="square crop around the liver (cpu preset: volume, paper: none)")
     parser.add_argument("--resize", choices=("linear", "area"), help="downsampling (cpu preset: area, paper: linear)")
-    parser.add_argument("--crop-margin", type=int, default=d.crop_margin, help="crop margin in source pixels")
+    parser.add_argument("--crop-margin", type=int, default=d.crop_margin,
+                        help="crop margin in source pixels (default: %(default)s)")
     parser.add_argument("--no-equalize", action="store_true", help="skip the liver histogram equalization (paper)")
-    parser.add_argument("--workers", type=positive_int, default=1, help="processes, one volume each")
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help="processes, one volume each (default: %(default)s)")
     parser.add_argument("--skip-bad", action="store_true", help="list bad volumes and go on instead of stopping")
-    parser.add_argument("--affine-tol", type=non_negative_float, default=1e-3, help="image/label affine tolerance")
+    parser.add_argument("--affine-tol", type=non_negative_float, default=1e-3,
+                        help="image/label affine tolerance (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -19,7 +19,9 @@ import numpy as np
 
 from pseudoanomaly.io import atomic_write
 
-__all__ = ["PAPER_DICE", "write_markdown", "pick_examples", "liver_box", "plot_examples", "plot_history"]
+__all__ = [
+    "PAPER_DICE", "write_markdown", "pick_examples", "liver_box", "plot_examples", "plot_history", "write_scan_figure",
+]
 
 # Zhang, Deng & Li, SASHIMI 2023, Table 1: Dice (%) on LiTS after training on healthy BTCV livers.
 PAPER_DICE = 53.03
@@ -205,3 +207,58 @@ def plot_history(path: Path, history: Sequence[dict[str, Any]]) -> Path | None:
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     return path
+
+
+# A liver window for CT (level 30 HU, width 150 HU, a common reading window for the liver): parenchyma sits
+# mid-grey, hypodense and hyperdense lesions stand out.
+LIVER_WINDOW = (30.0 - 75.0, 30.0 + 75.0)
+
+
+def write_scan_figure(path: Path, hu: np.ndarray, liver: np.ndarray, tumor: np.ndarray,
+                      spacing: Sequence[float], title: str = "", slices: int = 3) -> Path:
+    """Picture of one segmented scan: axial slices through its largest predicted tumors.
+
+    Up to ``slices`` panels, one per tumor (largest first, each at its widest axial slice; the widest liver
+    slice when no tumor is predicted), the CT in a liver window, shown as radiologists read it (patient's right
+    on the left, anterior at the top), the liver outlined in yellow and the tumor in red.
+
+    Args:
+        path: the ``.png`` to write (atomically).
+        hu: the CT, ``(X, Y, Z)`` with axes pointing right, anterior and superior (RAS).
+        liver: the liver mask, same shape.
+        tumor: the predicted tumor mask, same shape.
+        spacing: voxel sizes along X, Y, Z (mm), for the aspect ratio.
+        title: the figure's title.
+        slices: panels at most.
+    """
+    from scipy import ndimage
+
+    components, count = ndimage.label(tumor)
+    chosen: list[int] = []
+    if count:
+        sizes = ndimage.sum_labels(tumor, components, index=np.arange(1, count + 1))
+        for label in np.argsort(sizes)[::-1][:slices] + 1:
+            z = int(np.argmax((components == label).sum(axis=(0, 1))))  # the tumor's widest axial slice
+            if z not in chosen:
+                chosen.append(z)
+    else:
+        chosen.append(int(np.argmax(liver.sum(axis=(0, 1)))))
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(chosen), figsize=(4 * len(chosen), 4.4), squeeze=False)
+    for ax, z in zip(axes[0], chosen):
+        def shown(volume: np.ndarray) -> np.ndarray:  # (X, Y) -> rows anterior..posterior, columns right..left
+            return volume[::-1, ::-1, z].T
+
+        ax.imshow(shown(hu), cmap="gray", vmin=LIVER_WINDOW[0], vmax=LIVER_WINDOW[1],
+                  aspect=float(spacing[1]) / float(spacing[0]), interpolation="nearest")
+        for mask, color in ((liver, "yellow"), (tumor, "red")):
+            if mask[:, :, z].any():
+                ax.contour(shown(mask).astype(np.float32), levels=[0.5], colors=color, linewidths=1)
+        ax.set_title(f"axial slice {z + 1} of {hu.shape[2]} from the feet; tumor {int(tumor[:, :, z].sum())} px",
+                     fontsize=9)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)
+    return Path(path)

@@ -1,25 +1,41 @@
-"""``segment``: the tumor probability map of a new CT scan, in the scan's own voxel grid.
+"""``segment``: tumor maps of new CT scans, one scan or a folder of them, each in the scan's own voxel grid.
 
     python -m examples.lits segment --run runs/cpu --image ct.nii.gz --liver liver.nii.gz --out tumor.nii.gz
+    pseudoanomaly-lits segment --run runs/cpu -i scans/ --livers livers/ -o predictions/ --threshold 0.5 --png
 
-The scan goes through exactly the preprocessing the run was trained with (``preprocess_volume`` with the
+Each scan goes through exactly the preprocessing the run was trained with (``preprocess_volume`` with the
 training data's prepare settings, then the run's slice size as ``load_prepared`` resizes), the segmenter maps
 each liver slice, and ``restore_volume`` puts the maps back: the output has the input's shape and affine, holds
-probabilities in [0, 1], and is 0 outside the liver mask (and in slices too small to have been kept). The file
-is written to a temporary name and renamed, so ``--out`` is either complete or untouched (temporaries of a killed
+probabilities in [0, 1], and is 0 outside the liver mask (and in slices too small to have been kept). Files are
+written to a temporary name and renamed, so each output is either complete or untouched (temporaries of a killed
 run are removed by the next).
+
+A folder (``-i DIR -o OUT``), as nnU-Net predicts: every ``*.nii`` / ``*.nii.gz`` in ``DIR`` is a scan, and its
+liver mask is the file of the same name in ``--livers LIVERS`` or, without ``--livers``, ``<case>_liver.nii.gz``
+(or ``.nii``) beside it in ``DIR`` (files named ``*_liver.nii[.gz]`` are masks, not scans). ``-i`` may also name
+one scan. A scan named as nnU-Net names its inputs, ``<case>_0000.nii.gz``, is the case ``<case>``, and its mask
+may be ``LIVERS/<case>.nii.gz``, as nnU-Net names its predictions. For each case ``OUT/<case>.nii[.gz]`` holds the
+probability map or, with ``--threshold T``, a label map as LiTS labels it (uint8: 0 background, 1 liver, 2 tumor
+where the probability exceeds T); ``--save-probabilities`` adds ``OUT/<case>_probabilities.nii.gz`` beside a label
+map, and ``--png`` a picture ``OUT/<case>.png`` (axial slices through the largest predicted tumors, CT in a liver
+window, liver and tumor outlined). One line per case is printed, and ``OUT/summary.json`` lists them all. Every
+scan's liver mask is found, its grid compared with the scan's, and every output checked not to replace an input,
+before anything is written.
 
 Refused with a one-line error naming the file: NaN voxels, a CT not in Hounsfield units (e.g. scaled to [0, 1]), a
 liver mask that is not a label map (a CT, or image and mask swapped), a liver too small for any slice to reach the
-run's ``min_liver_pixels``.
+run's ``min_liver_pixels``, a folder without scans, a scan without its liver mask, an output that would replace an
+input.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -28,27 +44,105 @@ import torch.nn.functional as F
 
 from pseudoanomaly.io import atomic_path
 
-from .arguments import add_inference_arguments
+from .arguments import add_inference_arguments, open_unit_interval
 from .cases import check_hounsfield, check_label_map, load_volume
 from .dataset import resize_slices
 from .preprocess import PrepareConfig, preprocess_volume, restore_volume
-from .runs import INFER_BATCH, load_run, pick_device
+from .report import write_scan_figure
+from .runs import INFER_BATCH, load_run, pick_device, write_json
 
-__all__ = ["segment", "SegmentResult", "add_arguments", "main"]
+__all__ = ["segment", "segment_folder", "find_scans", "SegmentResult", "add_arguments", "main"]
 
 # How close the liver mask's affine must be to the image's (world units, mm).
 AFFINE_TOLERANCE = 1e-3
 SCANNER_CODE = 1  # NIfTI's sform/qform code of scanner coordinates, which a DICOM series' affine is in
+# Probability above which a voxel counts as tumor in the printed volumes when no --threshold is given.
+REPORT_THRESHOLD = 0.5
+# LiTS's labels, which the label maps of --threshold follow.
+LIVER_LABEL, TUMOR_LABEL = 1, 2
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+# Without --livers, the liver mask of DIR/<case>.nii.gz is DIR/<case>_liver.nii.gz (or .nii).
+LIVER_SUFFIX = "_liver"
+# nnU-Net names its inputs <case>_<channel>.nii.gz; a CT is channel 0000, and the case is <case>.
+NNUNET_CHANNEL = "_0000"
+PROBABILITIES_SUFFIX = "_probabilities"
+SUMMARY = "summary.json"
 
 
 @dataclass(frozen=True)
 class SegmentResult:
-    """What :func:`segment` wrote: the file, how many slices were segmented, the tumor volume at 0.5 (mL)."""
+    """What was written for one scan: the map (probabilities, or labels with a threshold), how many slices were
+    segmented, the tumor volume (mL) above the threshold (0.5 without one), the largest probability, and the
+    probability map and picture when they were asked for."""
 
     out: Path
     slices: int
     tumor_ml: float
     max_probability: float
+    probabilities: Path | None = None
+    png: Path | None = None
+
+
+@dataclass(frozen=True)
+class _Prediction:
+    hu: np.ndarray
+    liver: np.ndarray  # bool
+    affine: np.ndarray
+    probability: np.ndarray  # float32, the scan's shape
+    slices: int
+
+
+class _Predictor:
+    """A trained run, loaded once, that maps scans to tumor probabilities in their own grid."""
+
+    def __init__(self, run: str | os.PathLike, device: str, batch_size: int) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.segmenter, meta = load_run(run, pick_device(device), batch_size)
+        if not meta.get("prepare_config"):
+            raise ValueError(f"{run}: the run does not record its preprocessing; retrain it with this version")
+        self.config = PrepareConfig(**meta["prepare_config"])
+        self.size = int(meta["size"])
+
+    def __call__(self, image: str | os.PathLike, liver: str | os.PathLike) -> _Prediction:
+        hu, affine = load_volume(image, "image")  # NIfTI or a DICOM series; NaN voxels are refused there
+        check_hounsfield(hu, image)
+        mask, mask_affine = load_volume(liver, "liver mask")
+        check_label_map(mask, liver, "liver mask")  # a CT passed as the mask, or image and mask swapped
+        if mask.shape != hu.shape:
+            raise ValueError(f"{liver}: liver mask shape {mask.shape} differs from the image's {hu.shape} ({image})")
+        if not np.allclose(mask_affine, affine, rtol=0, atol=AFFINE_TOLERANCE):
+            raise ValueError(f"{liver}: liver mask affine differs from the image's ({image})")
+        mask = mask != 0
+        if not mask.any():
+            raise ValueError(f"{liver}: the liver mask is empty")
+        config = self.config
+        prepared = preprocess_volume(hu, mask, affine, config)
+        if not len(prepared.images):  # an all-zero map would read as "no tumor" for a liver never looked at
+            axial = int(np.flatnonzero(nib.orientations.io_orientation(affine)[:, 0] == 2)[0])  # source axis -> S
+            largest = int(mask.sum(axis=tuple(a for a in range(3) if a != axial)).max())
+            raise ValueError(f"{liver}: no axial slice has enough liver for the run's preprocessing "
+                             f"(min_liver_pixels={config.min_liver_pixels}, min_liver_fraction="
+                             f"{config.min_liver_fraction}; the largest liver slice holds {largest} pixels); "
+                             "nothing to segment")
+        images = torch.from_numpy(prepared.images)[:, None]  # (N, 1, S, S)
+        foreground = torch.from_numpy(prepared.liver)[:, None]
+        prepared_size = prepared.geometry.size
+        if self.size != prepared_size:
+            images, small, _ = resize_slices(images, foreground, self.size)
+            maps = self.segmenter(images, small)
+            maps = F.interpolate(maps, size=(prepared_size, prepared_size), mode="bilinear", align_corners=False)
+        else:
+            maps = self.segmenter(images, foreground)
+        maps = (maps.clamp(0, 1) * foreground)[:, 0].numpy()  # (N, S, S)
+        volume = restore_volume(maps, prepared.geometry, hu.shape, affine, interpolation="linear")
+        # Interpolation back to the source grid blurs the map past the liver's rim: cut it at the true mask.
+        volume = np.where(mask, np.clip(volume, 0, 1), 0).astype(np.float32)
+        return _Prediction(hu, mask, affine, volume, len(prepared.images))
+
+
+def _voxel_ml(affine: np.ndarray) -> float:
+    return float(np.prod(nib.affines.voxel_sizes(affine))) / 1000
 
 
 def segment(
@@ -75,89 +169,264 @@ def segment(
         A :class:`SegmentResult`.
     """
     out = Path(out)
-    if not out.name.endswith((".nii", ".nii.gz")):
+    if not out.name.endswith(NIFTI_SUFFIXES):
         raise ValueError(f"{out}: the output must end in .nii or .nii.gz")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"{out.parent}: no such folder for --out")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    device = pick_device(device)
-    segmenter, meta = load_run(run, device, batch_size)
-    hu, affine = load_volume(image, "image")  # NaN voxels are refused there
-    check_hounsfield(hu, image)
-    mask, mask_affine = load_volume(liver, "liver mask")
-    check_label_map(mask, liver, "liver mask")  # a CT passed as the mask, or image and mask swapped
-    if mask.shape != hu.shape:
-        raise ValueError(f"{liver}: liver mask shape {mask.shape} differs from the image's {hu.shape} ({image})")
-    if not np.allclose(mask_affine, affine, rtol=0, atol=AFFINE_TOLERANCE):
-        raise ValueError(f"{liver}: liver mask affine differs from the image's ({image})")
-    mask = mask != 0
-    if not mask.any():
-        raise ValueError(f"{liver}: the liver mask is empty")
-    if not meta.get("prepare_config"):
-        raise ValueError(f"{run}: the run does not record its preprocessing; retrain it with this version")
-    config = PrepareConfig(**meta["prepare_config"])
-    prepared = preprocess_volume(hu, mask, affine, config)
-    if not len(prepared.images):  # an all-zero map would read as "no tumor" for a liver that was never looked at
-        axial = int(np.flatnonzero(nib.orientations.io_orientation(affine)[:, 0] == 2)[0])  # source axis -> S
-        largest = int(mask.sum(axis=tuple(a for a in range(3) if a != axial)).max())
-        raise ValueError(f"{liver}: no axial slice has enough liver for the run's preprocessing (min_liver_pixels="
-                         f"{config.min_liver_pixels}, min_liver_fraction={config.min_liver_fraction}; the largest "
-                         f"liver slice holds {largest} pixels); nothing to segment")
+    prediction = _Predictor(run, device, batch_size)(image, liver)
+    _save_nifti(prediction.probability, prediction.affine, out, reference=Path(image))
+    tumor = prediction.probability > REPORT_THRESHOLD
+    return SegmentResult(out, prediction.slices, float(tumor.sum()) * _voxel_ml(prediction.affine),
+                         float(prediction.probability.max()))
 
-    volume = np.zeros(hu.shape, np.float32)
-    if len(prepared.images):
-        images = torch.from_numpy(prepared.images)[:, None]  # (N, 1, S, S)
-        foreground = torch.from_numpy(prepared.liver)[:, None]
-        size, prepared_size = int(meta["size"]), prepared.geometry.size
-        if size != prepared_size:
-            images, small, _ = resize_slices(images, foreground, size)
-            maps = segmenter(images, small)
-            maps = F.interpolate(maps, size=(prepared_size, prepared_size), mode="bilinear", align_corners=False)
+
+def _case_name(path: Path) -> str | None:
+    """``case`` of ``case.nii`` / ``case.nii.gz``; ``None`` for anything else."""
+    for suffix in NIFTI_SUFFIXES:
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            return path.name[: -len(suffix)]
+    return None
+
+
+def _case_id(path: Path) -> str:
+    """The case a scan is: its name without ``.nii[.gz]`` and without nnU-Net's channel suffix ``_0000``."""
+    name = _case_name(path)
+    return name[: -len(NNUNET_CHANNEL)] if name.endswith(NNUNET_CHANNEL) and name != NNUNET_CHANNEL else name
+
+
+def find_scans(inputs: str | os.PathLike, livers: str | os.PathLike | None = None) -> list[tuple[Path, Path]]:
+    """``(scan, liver mask)`` of every scan in ``inputs`` (a folder, or one scan), sorted by file name.
+
+    The liver mask of ``case.nii.gz`` is ``livers/case.nii.gz`` (``.nii`` or ``.nii.gz``) or, without
+    ``livers``, ``case_liver.nii.gz`` beside the scan; files named ``*_liver.nii[.gz]`` are then masks, not scans.
+    A scan named as nnU-Net names its inputs, ``case_0000.nii.gz``, is the case ``case``: its mask may also be
+    ``livers/case.nii.gz`` (as nnU-Net names its predictions), or ``case_liver.nii.gz`` beside it.
+
+    Raises:
+        FileNotFoundError: ``inputs`` or ``livers`` does not exist.
+        ValueError: no scan in the folder, or a scan without its liver mask (the message names both).
+    """
+    inputs = Path(inputs)
+    if inputs.is_file():
+        if _case_name(inputs) is None:
+            raise ValueError(f"{inputs}: not a .nii or .nii.gz scan (-i)")
+        scans = [inputs]
+    elif inputs.is_dir():
+        scans = sorted(p for p in inputs.iterdir() if p.is_file() and _case_name(p) is not None
+                       and (livers is not None or not _case_name(p).endswith(LIVER_SUFFIX)))
+        if not scans:
+            raise ValueError(f"{inputs}: no .nii or .nii.gz scans in the folder (-i)")
+    else:
+        raise FileNotFoundError(f"{inputs}: no such file or folder (-i)")
+    if livers is not None and not Path(livers).is_dir():
+        raise FileNotFoundError(f"{livers}: no such folder (--livers)")
+    pairs, missing = [], []
+    for scan in scans:
+        if livers is not None:
+            names = dict.fromkeys([_case_name(scan), _case_id(scan)])  # the scan's own name first
+            candidates = [Path(livers) / f"{name}{suffix}" for name in names for suffix in NIFTI_SUFFIXES]
         else:
-            maps = segmenter(images, foreground)
-        maps = (maps.clamp(0, 1) * foreground)[:, 0].numpy()  # (N, S, S)
-        volume = restore_volume(maps, prepared.geometry, hu.shape, affine, interpolation="linear")
-        # Interpolation back to the source grid blurs the map past the liver's rim: cut it at the true mask.
-        volume = np.where(mask, np.clip(volume, 0, 1), 0).astype(np.float32)
+            candidates = [scan.parent / f"{_case_id(scan)}{LIVER_SUFFIX}{suffix}" for suffix in NIFTI_SUFFIXES]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            missing.append((scan, candidates[0]))
+        else:
+            pairs.append((scan, found))
+    if missing:
+        scan, expected = missing[0]
+        more = f" (and {len(missing) - 1} more scans without one)" if len(missing) > 1 else ""
+        raise ValueError(f"{scan}: no liver mask, looked for {expected} (or .nii){more}")
+    cases = [_case_id(scan) for scan, _ in pairs]
+    twice = sorted({c for c in cases if cases.count(c) > 1})
+    if twice:
+        files = [scan.name for scan, _ in pairs if _case_id(scan) == twice[0]]
+        raise ValueError(f"{inputs}: case {twice[0]!r} is there more than once ({', '.join(files)}); keep one")
+    return pairs
 
-    _save_nifti(volume, affine, out, reference=Path(image))
-    voxel_ml = float(np.prod(nib.affines.voxel_sizes(affine))) / 1000
-    return SegmentResult(out, len(prepared.images), float((volume > 0.5).sum()) * voxel_ml, float(volume.max()))
+
+def segment_folder(
+    run: str | os.PathLike,
+    inputs: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    livers: str | os.PathLike | None = None,
+    threshold: float | None = None,
+    save_probabilities: bool = False,
+    png: bool = False,
+    device: str = "auto",
+    batch_size: int = INFER_BATCH,
+    print_fn: Callable[[str], Any] = print,
+) -> list[SegmentResult]:
+    """Segment every scan of ``inputs`` (see :func:`find_scans`) into ``out_dir``, as the module describes.
+
+    Args:
+        run: a run folder written by ``train``.
+        inputs: a folder of CT scans in HU, or one scan.
+        out_dir: the folder to write (created if needed).
+        livers: the folder of the liver masks, same file names as the scans (default: ``<case>_liver`` beside
+            each scan).
+        threshold: write label maps (0 background, 1 liver, 2 tumor above ``threshold``) instead of
+            probabilities; in (0, 1).
+        save_probabilities: with ``threshold``, also write ``<case>_probabilities.nii.gz``.
+        png: also write ``<case>.png``, axial slices through the largest predicted tumors.
+        device: where inference runs.
+        batch_size: slices per forward pass.
+        print_fn: receives one line per case.
+
+    Returns:
+        One :class:`SegmentResult` per scan; ``out_dir/summary.json`` lists them.
+    """
+    if threshold is not None and not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if save_probabilities and threshold is None:
+        raise ValueError("--save-probabilities needs --threshold: without it the output is the probability map")
+    out_dir = Path(out_dir)
+    pairs = find_scans(inputs, livers)
+    planned = {scan: _outputs(scan, out_dir, threshold is not None and save_probabilities, png) for scan, _ in pairs}
+    sources = {p.resolve() for pair in pairs for p in pair}
+    for scan, paths in planned.items():
+        clash = next((p for p in paths if p is not None and p.resolve() in sources), None)
+        if clash is not None:
+            raise ValueError(f"{clash}: the output for {scan.name} would replace an input; choose another -o")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir}: not a folder (-o)")
+    for scan, liver in pairs:  # from the headers alone: a mismatch late in a long folder stops the run at once
+        if _header_shape(liver) != _header_shape(scan):
+            raise ValueError(f"{liver}: liver mask shape {_header_shape(liver)} differs from the image's "
+                             f"{_header_shape(scan)} ({scan})")
+    predictor = _Predictor(run, device, batch_size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results, rows = [], []
+    for scan, liver in pairs:
+        prediction = predictor(scan, liver)
+        out, probabilities, picture = planned[scan]
+        cut = REPORT_THRESHOLD if threshold is None else threshold
+        tumor = prediction.probability > cut
+        if threshold is None:
+            _save_nifti(prediction.probability, prediction.affine, out, reference=scan)
+        else:
+            labels = np.where(tumor, TUMOR_LABEL, np.where(prediction.liver, LIVER_LABEL, 0)).astype(np.uint8)
+            _save_nifti(labels, prediction.affine, out, reference=scan)
+            if probabilities is not None:
+                _save_nifti(prediction.probability, prediction.affine, probabilities, reference=scan)
+        if picture is not None:
+            _save_figure(picture, prediction, tumor, title=f"{scan.name}: tumor at p > {cut:g}")
+        voxel_ml = _voxel_ml(prediction.affine)
+        result = SegmentResult(out, prediction.slices, float(tumor.sum()) * voxel_ml,
+                               float(prediction.probability.max()), probabilities, picture)
+        results.append(result)
+        rows.append({"case": _case_id(scan), "image": str(scan), "liver": str(liver), "out": str(out),
+                     "probabilities": None if probabilities is None else str(probabilities),
+                     "png": None if picture is None else str(picture), "slices": result.slices,
+                     "liver_ml": float(prediction.liver.sum()) * voxel_ml, "tumor_ml": result.tumor_ml,
+                     "max_probability": result.max_probability, "shape": list(prediction.hu.shape)})
+        print_fn(f"{_case_id(scan)}: {result.slices} liver slices, tumor at p > {cut:g}: {result.tumor_ml:.1f} mL "
+                 f"(max probability {result.max_probability:.2f}) -> {out}")
+    write_json(out_dir / SUMMARY, {"run": str(run), "inputs": str(inputs),
+                                   "livers": None if livers is None else str(livers), "threshold": threshold,
+                                   "tumor_threshold": REPORT_THRESHOLD if threshold is None else threshold,
+                                   "output": "labels" if threshold is not None else "probabilities",
+                                   "labels": {"background": 0, "liver": LIVER_LABEL, "tumor": TUMOR_LABEL},
+                                   "cases": rows})
+    return results
+
+
+def _header_shape(path: Path) -> tuple[int, ...]:
+    """The volume's shape as :func:`~examples.lits.cases.load_nifti` reads it (trailing axes of length 1 dropped), from the header."""
+    try:
+        shape = tuple(nib.load(path).shape)
+    except Exception as exc:  # nibabel raises several types for a file that is not NIfTI
+        raise ValueError(f"{path}: not a readable NIfTI file ({exc})") from None
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
+def _outputs(scan: Path, out_dir: Path, probabilities: bool, png: bool) -> tuple[Path, Path | None, Path | None]:
+    """``(map or label map, probability map, picture)`` of ``scan`` in ``out_dir``, named after its case."""
+    case = _case_id(scan)
+    suffix = scan.name[len(_case_name(scan)):]  # the scan's own .nii or .nii.gz
+    return (out_dir / f"{case}{suffix}", out_dir / f"{case}{PROBABILITIES_SUFFIX}.nii.gz" if probabilities else None,
+            out_dir / f"{case}.png" if png else None)
+
+
+def _save_figure(path: Path, prediction: _Prediction, tumor: np.ndarray, title: str) -> None:
+    """The picture of one case, the volumes turned to RAS (display only: the NIfTI outputs keep the scan's grid)."""
+    orientation = nib.orientations.io_orientation(prediction.affine)
+
+    def ras(volume: np.ndarray) -> np.ndarray:
+        return nib.orientations.apply_orientation(volume, orientation)
+
+    spacing = np.empty(3)
+    spacing[orientation[:, 0].astype(int)] = nib.affines.voxel_sizes(prediction.affine)
+    write_scan_figure(path, ras(prediction.hu), ras(prediction.liver), ras(tumor), spacing, title=title)
 
 
 def _save_nifti(volume: np.ndarray, affine: np.ndarray, out: Path, reference: Path) -> None:
-    """Write ``volume`` with the reference's affine and spatial header codes (scanner's for a DICOM series),
-    atomically."""
+    """Write ``volume`` (float32 or a uint8 label map) with the reference's affine and spatial header codes,
+    atomically; a DICOM series as reference: scanner coordinates."""
     if reference.is_dir():
-        image = nib.Nifti1Image(volume.astype(np.float32), affine)
+        image = nib.Nifti1Image(volume, affine)
         image.set_sform(affine, code=SCANNER_CODE)
         image.set_qform(affine, code=SCANNER_CODE)
         image.header.set_xyzt_units("mm")
     else:
         header = nib.load(reference).header.copy()
-        header.set_data_dtype(np.float32)
+        header.set_data_dtype(volume.dtype)
         image = nib.Nifti1Image(volume, affine, header=header)
-    image.header.set_slope_inter(1.0, 0.0)  # probabilities are stored as is, not rescaled
+    image.header.set_slope_inter(1.0, 0.0)  # stored as is, not rescaled
     suffix = ".nii.gz" if out.name.endswith(".gz") else ".nii"
     with atomic_path(out, suffix=suffix) as tmp:
         nib.save(image, tmp)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the ``segment`` command."""
+    """Options of the ``segment`` command: one scan (``--image --liver --out``) or a folder (``-i -o``)."""
     parser.add_argument("--run", type=Path, required=True, help="run folder written by train")
-    parser.add_argument("--image", type=Path, required=True,
-                        help="CT volume in HU (.nii or .nii.gz, or a DICOM series folder)")
-    parser.add_argument("--liver", type=Path, required=True,
-                        help="its liver mask (.nii or .nii.gz, or a DICOM mask series folder)")
-    parser.add_argument("--out", type=Path, required=True, help="probability map to write (.nii or .nii.gz)")
+    one = parser.add_argument_group("one scan")
+    one.add_argument("--image", type=Path, help="CT volume in HU (.nii or .nii.gz, or a DICOM series folder)")
+    one.add_argument("--liver", type=Path, help="its liver mask (.nii or .nii.gz, or a DICOM mask series folder)")
+    one.add_argument("--out", type=Path, help="probability map to write (.nii or .nii.gz)")
+    many = parser.add_argument_group("a folder of scans, as nnU-Net predicts")
+    many.add_argument("-i", "--input", type=Path, metavar="DIR_OR_FILE",
+                      help="folder of CT scans in HU (*.nii, *.nii.gz), or one scan")
+    many.add_argument("-o", "--output", type=Path, metavar="DIR",
+                      help="folder to write: <case>.nii.gz (or .nii, as the scan) per scan, summary.json")
+    many.add_argument("--livers", type=Path, metavar="DIR",
+                      help="folder of the liver masks, same file names as the scans (default: <case>_liver.nii.gz "
+                           "beside each scan)")
+    many.add_argument("--threshold", type=open_unit_interval, metavar="T",
+                      help="write label maps (uint8: 0 background, 1 liver, 2 tumor where p > T, as LiTS) instead "
+                           "of probabilities; 0 < T < 1 (default: none, probabilities)")
+    many.add_argument("--save-probabilities", action="store_true",
+                      help="with --threshold, also write <case>_probabilities.nii.gz")
+    many.add_argument("--png", action="store_true",
+                      help="also write <case>.png: axial slices through the largest predicted tumors")
     add_inference_arguments(parser, INFER_BATCH)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run ``segment`` from parsed arguments."""
+    one = {"--image": args.image, "--liver": args.liver, "--out": args.out}
+    many = {"-i": args.input, "-o": args.output, "--livers": args.livers, "--threshold": args.threshold,
+            "--save-probabilities": args.save_probabilities or None, "--png": args.png or None}
+    given_one = [flag for flag, value in one.items() if value is not None]
+    given_many = [flag for flag, value in many.items() if value is not None]
+    if given_one and given_many:
+        raise ValueError(f"{given_one[0]} (one scan) and {given_many[0]} (a folder) do not go together")
+    if given_many:
+        if args.input is None or args.output is None:
+            raise ValueError("a folder needs both -i DIR_OR_FILE and -o DIR")
+        results = segment_folder(args.run, args.input, args.output, livers=args.livers, threshold=args.threshold,
+                                 save_probabilities=args.save_probabilities, png=args.png, device=args.device,
+                                 batch_size=args.batch_size)
+        print(f"segmented {len(results)} scans; wrote {Path(args.output) / SUMMARY}")
+        return 0
+    if len(given_one) < 3:
+        missing = [flag for flag in one if flag not in given_one]
+        raise ValueError(f"one scan needs --image, --liver and --out (missing {' '.join(missing)}); "
+                         "a folder: -i DIR -o DIR")
     result = segment(args.run, args.image, args.liver, args.out, device=args.device, batch_size=args.batch_size)
-    print(f"segmented {result.slices} liver slices; tumor at p > 0.5: {result.tumor_ml:.1f} mL "
+    print(f"segmented {result.slices} liver slices; tumor at p > {REPORT_THRESHOLD}: {result.tumor_ml:.1f} mL "
           f"(max probability {result.max_probability:.2f}); wrote {result.out}")
     return 0

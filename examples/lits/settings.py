@@ -355,6 +355,8 @@ _CHOICES = {
     "precision": PRECISIONS, "eval_unit": EVAL_UNITS, "synthesis": tuple(SYNTHESES), "restoration": RESTORATIONS,
 }
 _TYPES = {"batch_size": positive_int, "device": device_arg}
+# What the config docstrings call by its library name, as ``train`` spells it on the command line.
+_COMMAND_LINE_NAMES = {"``val_data`` in ``fit``": "--val", "``out_dir``": "--out"}
 
 
 def field_help(cls: type) -> dict[str, str]:
@@ -410,11 +412,18 @@ def _shown(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--preset`` and one flag per setting (shared by ``train`` and ``ablation``), generated from the fields."""
+def add_settings_arguments(parser: argparse.ArgumentParser, unused: dict[str, str] | None = None) -> None:
+    """``--preset`` and one flag per setting (shared by ``train`` and ``ablation``), generated from the fields.
+
+    Args:
+        parser: the command's parser.
+        unused: field -> why the command ignores it. Its flag stays (the commands share presets and flags) and
+            its help says it has no effect here instead of describing it.
+    """
+    unused = unused or {}
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                         help="paper: 256 px, released nets, 200 + 1 epochs (GPU); cpu: 128 px, slim nets, "
-                             "~10 min on 2 cores; demo: 64 px, ~4 min (default: cpu)")
+                             "~10 min on 2 cores; demo: 64 px, ~4 min (default: %(default)s)")
     texts = {**field_help(TwoPhaseConfig), **field_help(NetSettings), **field_help(TrainSettings)}
     groups: dict[str, Any] = {}  # group title -> argument group
     for name, cls, group in _flag_fields():
@@ -428,7 +437,10 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         default = (f"all presets: {shown.pop()}" if len(shown) == 1 else
                    "; ".join(f"{p}: {_shown(v)}" for p, v in values.items()))
         kind, nargs = _argument_type(cls, name)
-        text = _plain(texts.get(name, ""))
+        text = texts.get(name, "")
+        for library, flag in _COMMAND_LINE_NAMES.items():
+            text = text.replace(library, flag)
+        text = f"no effect here: {unused[name]}" if name in unused else _plain(text)
         groups[group].add_argument(f"--{name.replace('_', '-')}", *_FLAG_ALIASES.get(name, ()), dest=name,
                                    type=kind, nargs=nargs, choices=_CHOICES.get(name),
                                    metavar=None if name in _CHOICES else name.split("_")[-1].upper(),

@@ -41,3 +41,27 @@ def chaos_dir() -> Path:
     if not (CHAOS_DIR / "ct.nii.gz").is_file() or not (CHAOS_DIR / "liver.nii.gz").is_file():
         pytest.skip(f"real-data test: CHAOS CT set 3 not found at {CHAOS_DIR} (see its README for the source)")
     return CHAOS_DIR
+
+
+# A tiny training run for the commands that apply one: 32 px slices, 4-channel nets, a few steps (plumbing, not
+# quality). The same flags as tests/examples/test_lits_cli.py's TINY.
+TINY_TRAIN = ["--preset", "demo", "--size", "32", "--width", "4", "--steps-restoration", "4",
+              "--steps-segmentation", "3", "--batch-size", "2", "--eval-every", "1", "--checkpoint-every", "1",
+              "--no-progress"]
+
+
+@pytest.fixture(scope="session")
+def lits_tiny_run(tmp_path_factory) -> dict[str, Path]:
+    """``{"run": run folder, "tumor": [(volume, segmentation), ...]}``: a run trained on a phantom cohort of
+    48 x 48 x 8 volumes (2 healthy), and that cohort's 2 tumor volumes (LiTS layout) to apply it to."""
+    pytest.importorskip("nibabel", reason="the lits example needs the 'lits' extra (nibabel)")
+    from examples.lits.__main__ import main
+    from examples.lits.phantom import make_cohort
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    cohort = make_cohort(root / "cohort", n_healthy=2, n_tumor=2, shape=(48, 48, 8), seed=0)
+    prepared, run = root / "prepared", root / "run"
+    assert main(["--threads", "1", "prepare", "--layout", "btcv", "--root", str(cohort.btcv_root), "--out",
+                 str(prepared), "--size", "32", "--crop", "volume", "--no-progress"]) == 0
+    assert main(["--threads", "1", "train", "--data", str(prepared), "--out", str(run), *TINY_TRAIN]) == 0
+    return {"run": run, "tumor": cohort.tumor}

@@ -8,8 +8,11 @@ quality (the demo's quality is measured by running ``python -m examples.lits dem
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -270,3 +273,145 @@ def test_real_scan_trains_and_segments_in_its_own_geometry(chaos_dir, tmp_path, 
     assert np.isfinite(probability).all() and probability.min() >= 0 and probability.max() <= 1
     assert not probability[~liver].any()  # 0 outside the liver
     assert probability[liver].std() > 0  # an actual map, not a constant
+
+
+# ------------------------------------------------------------------ the command line itself: help, packaging
+
+PACKAGE = REPO / "examples" / "lits"
+
+
+def _subparsers(parser) -> dict:
+    import argparse
+
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_help_of_every_command_loads_no_torch():
+    # --help is answered from the recorded flags: no command module (and so no torch) is imported for it.
+    from examples.lits.__main__ import COMMANDS
+
+    script = (
+        "import contextlib, io, sys\n"
+        "from examples.lits.__main__ import main\n"
+        f"for argv in [[]] + [[c] for c in {sorted(COMMANDS)!r}]:\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        try:\n"
+        "            main(argv + ['--help'])\n"
+        "        except SystemExit as stop:\n"
+        "            assert stop.code == 0, (argv, stop.code)\n"
+        "    assert out.getvalue().startswith('usage:'), argv\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'nibabel', 'pseudoanomaly')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_recorded_help_equals_the_commands_flags(monkeypatch):
+    from examples.lits.__main__ import CLI_RECORD, cli_record, help_parser
+
+    assert json.loads(CLI_RECORD.read_text()) == cli_record(), (
+        "examples/lits/cli.json is stale: run python -c 'from examples.lits.__main__ import write_cli_record; "
+        "write_cli_record()'")
+    monkeypatch.setenv("COLUMNS", "100")
+    recorded, live = help_parser(), build_parser()
+    assert recorded.format_help() == live.format_help()
+    for name, command in _subparsers(live).items():
+        assert _subparsers(recorded)[name].format_help() == command.format_help(), name
+
+
+def test_every_flag_has_help_showing_its_default():
+    import argparse
+
+    for name, command in _subparsers(build_parser()).items():
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            flag = f"{name} {action.option_strings[0]}"
+            assert action.help and action.help.strip(), flag
+            if action.default in (None, False, argparse.SUPPRESS):
+                continue
+            text = action.help % {"default": action.default}
+            shown = " ".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else str(
+                action.default)
+            assert "default" in text and shown in text, (flag, text)
+
+
+def test_settings_help_names_the_flags_of_each_command():
+    commands = _subparsers(build_parser())
+
+    def help_of(command: str, flag: str) -> str:
+        return next(a.help for a in commands[command]._actions if flag in a.option_strings)
+
+    assert "Needs --val" in help_of("train", "--eval-every") and "val_data" not in help_of("train", "--eval-every")
+    assert "Needs --out" in help_of("train", "--checkpoint-every")
+    for flag in ("--eval-every", "--eval-unit", "--checkpoint-every"):  # ablation has no --val; cells are not
+        text = help_of("ablation", flag)  # evaluated while they train
+        assert text.startswith("no effect here") and "--val" not in text, (flag, text)
+
+
+def test_installed_package_maps_the_example_without_an_examples_package():
+    tomllib = pytest.importorskip("tomllib")
+    setuptools = pytest.importorskip("setuptools")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    tool = project["tool"]["setuptools"]
+    assert tool["package-dir"]["pseudoanomaly_lits"] == "examples/lits"
+    assert sorted(tool["packages"]) == sorted([*setuptools.find_packages(REPO / "src"), "pseudoanomaly_lits"])
+    assert not any(p == "examples" or p.startswith("examples.") for p in tool["packages"])
+    assert project["project"]["scripts"]["pseudoanomaly-lits"] == "pseudoanomaly_lits.__main__:main"
+    assert "cli.json" in project["tool"]["setuptools"]["package-data"]["pseudoanomaly_lits"]
+    # Inside the package every import of a sibling is relative, so that it works under either name.
+    for path in PACKAGE.glob("*.py"):
+        source = path.read_text()
+        assert "from examples" not in source.replace(">>> from examples", "") and "import examples" not in source
+
+
+def test_the_example_runs_as_pseudoanomaly_lits_from_any_folder(tmp_path):
+    # What the wheel installs: examples/lits as the package pseudoanomaly_lits (a copy, so "examples" cannot be
+    # found), its console script's function, run from a folder that is not the repository.
+    site = tmp_path / "site"
+    shutil.copytree(PACKAGE, site / "pseudoanomaly_lits", ignore=shutil.ignore_patterns("__pycache__"))
+    missing = tmp_path / "no-run"
+    script = ("import sys\n"
+              "from pseudoanomaly_lits.__main__ import main\n"
+              "sys.argv[0] = 'pseudoanomaly-lits'\n"
+              "sys.exit(main())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO / "src")])}
+    help_run = subprocess.run([sys.executable, "-c", script, "segment", "--help"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert help_run.returncode == 0, help_run.stderr
+    assert help_run.stdout.startswith("usage: pseudoanomaly-lits segment") and "--threshold" in help_run.stdout
+    error_run = subprocess.run([sys.executable, "-c", script, "evaluate", "--run", str(missing), "--data",
+                                str(missing), "--out", str(tmp_path / "r")], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert error_run.returncode == 1 and str(missing) in error_run.stderr and "Traceback" not in error_run.stderr
+    check = subprocess.run([sys.executable, "-c", "import importlib.util; print(importlib.util.find_spec('examples'))"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert check.stdout.strip() == "None"
+
+
+def test_the_wheel_holds_pseudoanomaly_lits_and_its_command_but_no_examples_package(tmp_path):
+    # A real, non-editable build (a couple of seconds), of a copy: an in-tree build/ could leave stale files.
+    setuptools = pytest.importorskip("setuptools")
+    if int(setuptools.__version__.split(".")[0]) < 77:
+        pytest.skip(f"building needs setuptools>=77 (pyproject's build-system), found {setuptools.__version__}")
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(REPO / "src", source / "src", ignore=ignore)
+    shutil.copytree(PACKAGE, source / "examples" / "lits", ignore=ignore)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                             str(tmp_path / "wheel"), str(source)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"pseudoanomaly", "pseudoanomaly_lits"}  # no "examples"
+    expected = {f"pseudoanomaly_lits/{p.name}" for p in PACKAGE.glob("*.py")} | {"pseudoanomaly_lits/cli.json"}
+    assert expected <= set(names)
+    assert "pseudoanomaly-lits = pseudoanomaly_lits.__main__:main" in entry_points
