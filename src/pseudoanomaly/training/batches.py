@@ -110,8 +110,17 @@ def unpack_train_batch(batch: object, device: torch.device) -> tuple[Tensor, Ten
 
 
 def fold_slabs(x: Tensor) -> Tensor:
-    """The slices of a batch of slabs as a batch of images: ``(B, C, D, H, W) -> (B * D, C, H, W)``, slab by
-    slab, each slab's slices in order (4-D input is returned as it is).
+    """The slices of a batch of slabs as a batch of images, slab by slab, each slab's slices in order.
+
+    Args:
+        x: a batch of slabs, or of images (returned as it is).
+
+    Returns:
+        The slices as images (a view where the layout allows, else a copy).
+
+    Shape:
+        - x: :math:`(B, C, D, H, W)` or :math:`(B, C, H, W)`
+        - output: :math:`(B D, C, H, W)` or :math:`(B, C, H, W)`
 
     Example:
         >>> fold_slabs(torch.zeros(2, 1, 3, 8, 8)).shape
