@@ -49,6 +49,7 @@ UNUSED_SETTINGS = {
     "eval_every": "a cell is scored once, on --test, when it is trained",
     "eval_unit": "a cell is scored once, on --test, when it is trained",
     "checkpoint_every": "cells write no checkpoints; a finished cell is kept and skipped by a rerun",
+    "synthesis": "each Table 2 row has its own synthesis, which is what the rows compare",
 }
 LABELS = {"dice_global": "Dice (pooled)", "dice_per_volume": "Dice (per volume)", "pixel_auroc": "pixel AUROC",
           "image_auroc": "slice AUROC"}
@@ -63,7 +64,8 @@ def _row_trainer(name: str, settings: TrainSettings, seed: int, steps_per_epoch:
     segmentation_kwargs = {**arch["segmentation"],
                            "channel_multipliers": tuple(arch["segmentation"]["channel_multipliers"])}
     shared = dict(seed=seed, batch_size=settings.batch_size, lr=settings.lr, device=pick_device(settings.device),
-                  progress=progress, eval_every=0, out_dir=None)
+                  progress=progress, eval_every=0, out_dir=None, optimizer=settings.optimizer,
+                  weight_decay=settings.weight_decay, precision=settings.precision, log_every=settings.log_every)
     # The preset's lr schedule, unless the row's trainer has one of its own (DRAEM's lr steps in JointConfig).
     if row.trainer.config_class().scheduler == TrainerConfig().scheduler:
         shared["scheduler"] = settings.scheduler

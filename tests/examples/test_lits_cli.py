@@ -110,6 +110,16 @@ def test_segment_keeps_the_input_geometry(workspace, capsys):
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []  # no temporary file left
 
 
+def test_ablation_cells_train_with_the_given_optimizer(workspace, capsys):
+    # the settings a row does not define itself reach its trainer (issue 13: ablation ignored --optimizer)
+    out = workspace["root"] / "ablation-sgd"
+    code, _, _ = run_cli(capsys, "ablation", "--train", workspace["train"], "--test", workspace["test"], "--out", out,
+                         "--rows", "full", *TINY, "--optimizer", "sgd", "--weight-decay", "0.01")
+    assert code == 0
+    cell = json.loads(next((out / "cells").glob("full-seed0.json")).read_text())
+    assert cell["trainer"]["optimizer"] == "sgd" and cell["trainer"]["weight_decay"] == 0.01
+
+
 def test_ablation_tables_mean_and_std(workspace, capsys):
     out = workspace["root"] / "ablation"
     args = ["ablation", "--train", workspace["train"], "--test", workspace["test"], "--out", out, "--rows", "draem",
