@@ -47,6 +47,17 @@ def open_unit_interval(text: str) -> float:
     return value
 
 
+def unit_interval(text: str) -> float:
+    """A number between 0 and 1, both included (``score --min-overlap``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text!r}")
+    return value
+
+
 def device(text: str) -> str:
     """``--device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ... that this machine has (checked as the
     library's trainer checks its ``config.device``)."""

@@ -70,7 +70,7 @@ from scipy import ndimage
 
 from pseudoanomaly.io import atomic_write
 
-from .arguments import non_negative_float
+from .arguments import non_negative_float, open_unit_interval, unit_interval
 from .cases import DEFAULT_LABELS, check_label_map, decode_labels, load_nifti
 from .locking import writes_folder
 from .runs import write_json
@@ -450,26 +450,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _threshold(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the ``score`` command."""
     parser.add_argument("--predictions", type=Path, required=True,
@@ -477,7 +457,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truth", type=Path, required=True,
                         help="folder of ground-truth label maps (subfolders searched; volume-* files skipped)")
     parser.add_argument("--out", type=Path, required=True, help="folder to write scores.json and scores.md in")
-    parser.add_argument("--threshold", type=_threshold, default=THRESHOLD,
+    parser.add_argument("--threshold", type=open_unit_interval, default=THRESHOLD,
                         help="tumor is probability > threshold (default: %(default)s)")
     parser.add_argument("--prediction-kind", choices=PREDICTION_KINDS, default="auto",
                         help="what the predictions hold (default: auto, decided per file from its values)")
@@ -487,7 +467,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tumor value(s) of the ground truth (default: 2)")
     parser.add_argument("--connectivity", type=int, choices=sorted(CONNECTIVITY), default=26,
                         help="neighbours joining voxels into one lesion (default: %(default)s)")
-    parser.add_argument("--min-overlap", type=_fraction, default=0.0,
+    parser.add_argument("--min-overlap", type=unit_interval, default=0.0,
                         help="fraction of a true lesion the prediction must cover to find it (default: any voxel)")
     parser.add_argument("--affine-tol", type=non_negative_float, default=AFFINE_TOLERANCE,
                         help="largest prediction/truth affine difference, mm (default: %(default)s)")
