@@ -9,7 +9,7 @@ import math
 from pseudoanomaly.training.distributed import process_device
 
 __all__ = [
-    "positive_int", "non_negative_float", "open_unit_interval", "device", "missing_layout_inputs",
+    "positive_int", "non_negative_float", "open_unit_interval", "unit_interval", "device", "missing_layout_inputs",
     "add_inference_arguments",
 ]
 
@@ -25,37 +25,31 @@ def positive_int(text: str) -> int:
     return value
 
 
-def non_negative_float(text: str) -> float:
-    """A finite number >= 0 (``--affine-tol``)."""
+def _number(text: str, accept, expected: str, refused: str) -> float:
+    # a float that ``accept`` takes, else argparse's error: "must be <expected>" when it is not a number at all,
+    # "must be <refused>" when it is one outside the range (NaN included: every range test fails on it)
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"must be {refused}, got {text!r}")
     return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (``--affine-tol``)."""
+    return _number(text, lambda v: math.isfinite(v) and v >= 0, "a number >= 0", "a finite number >= 0")
 
 
 def open_unit_interval(text: str) -> float:
     """A number strictly between 0 and 1 (``segment --threshold``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}") from None
-    if not 0 < value < 1:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text!r}")
-    return value
+    return _number(text, lambda v: 0 < v < 1, "a number in (0, 1)", "in (0, 1)")
 
 
 def unit_interval(text: str) -> float:
     """A number between 0 and 1, both included (``score --min-overlap``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
-    if not 0 <= value <= 1:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text!r}")
-    return value
+    return _number(text, lambda v: 0 <= v <= 1, "a number in [0, 1]", "in [0, 1]")
 
 
 def device(text: str) -> str:

@@ -42,7 +42,7 @@ from .preprocess import count_non_finite
 __all__ = [
     "LAYOUTS", "DEFAULT_LABELS", "PrepareError", "CaseFiles", "find_cases", "load_nifti", "load_labelled_case",
     "check_hounsfield", "check_label_map", "decode_labels", "file_checksum", "load_volume", "case_checksum",
-    "source_files",
+    "source_files", "NIFTI_NAME", "nifti_stem", "natural_key",
 ]
 
 LAYOUTS = ("btcv", "lits", "msd", "ircadb", "chaos", "pair")
@@ -238,19 +238,35 @@ def case_checksum(case: CaseFiles, what: str) -> str:
 # ------------------------------------------------------------------------------------------- discovery
 
 
+# The end of a NIfTI file's name.
+NIFTI_NAME = re.compile(r"\.nii(\.gz)?$")
+
+
+def nifti_stem(path: str | os.PathLike) -> str | None:
+    """A NIfTI file's name without ``.nii`` / ``.nii.gz``; ``None`` for any other name (or the bare suffix)."""
+    name = Path(path).name
+    match = NIFTI_NAME.search(name)
+    return name[: match.start()] if match and match.start() > 0 else None
+
+
+def natural_key(name: str) -> list[tuple[int, int, str]]:
+    """Sort key of a name with its numbers compared as numbers (``case-2`` before ``case-10``)."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name)]
+
+
 def _case_id(path: Path) -> str:
-    return re.sub(r"\.nii(\.gz)?$", "", path.name)
+    return NIFTI_NAME.sub("", path.name)
 
 
-def _natural(path: Path):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+def _natural(path: Path) -> list[tuple[int, int, str]]:
+    return natural_key(path.name)
 
 
 def _nifti_files(folder: Path, prefix: str, recursive: bool = False) -> list[Path]:
     pattern = f"{prefix}*.nii*"
     files = folder.rglob(pattern) if recursive else folder.glob(pattern)
     # names starting with a dot are macOS resource forks (``._liver_0.nii.gz``) and other hidden files
-    return sorted((p for p in files if re.search(r"\.nii(\.gz)?$", p.name) and not p.name.startswith(".")),
+    return sorted((p for p in files if NIFTI_NAME.search(p.name) and not p.name.startswith(".")),
                   key=_natural)
 
 

@@ -71,7 +71,7 @@ from scipy import ndimage
 from pseudoanomaly.io import atomic_write
 
 from .arguments import non_negative_float, open_unit_interval, unit_interval
-from .cases import DEFAULT_LABELS, check_label_map, decode_labels, load_nifti
+from .cases import DEFAULT_LABELS, NIFTI_NAME, check_label_map, decode_labels, load_nifti, natural_key
 from .locking import writes_folder
 from .runs import write_json
 
@@ -90,13 +90,12 @@ CONNECTIVITY = {6: 1, 26: 3}  # neighbours -> rank of scipy's generate_binary_st
 # Lesion size bins by equivalent-sphere diameter: < 10 mm, 10 to 20 mm (both included), > 20 mm.
 SIZE_BINS = ("<10 mm", "10-20 mm", ">20 mm")
 SIZE_EDGES_MM = (10.0, 20.0)
-_NIFTI = re.compile(r"\.nii(\.gz)?$")
 _PREFIX = re.compile(r"^(volume|segmentation)-")
 
 
 def case_name(path: str | os.PathLike) -> str:
     """The case a file belongs to: its name without ``.nii[.gz]`` and a leading ``volume-`` / ``segmentation-``."""
-    return _PREFIX.sub("", _NIFTI.sub("", Path(path).name))
+    return _PREFIX.sub("", NIFTI_NAME.sub("", Path(path).name))
 
 
 def _index(folder: Path, what: str, recursive: bool, skip: Path | None = None) -> dict[str, Path]:
@@ -107,7 +106,7 @@ def _index(folder: Path, what: str, recursive: bool, skip: Path | None = None) -
     files = folder.rglob("*.nii*") if recursive else folder.glob("*.nii*")
     found: dict[str, Path] = {}
     for path in sorted(files):
-        if not _NIFTI.search(path.name) or path.name.startswith(".") or not path.is_file():
+        if not NIFTI_NAME.search(path.name) or path.name.startswith(".") or not path.is_file():
             continue  # hidden: among them the temporaries of an interrupted segment (.NAME.<pid>.<hex>.tmp.nii.gz)
         if skip is not None and path.resolve().is_relative_to(skip.resolve()):  # predictions kept in the data
             continue
@@ -137,15 +136,11 @@ def match_cases(predictions: Path, truth: Path, allow_missing: bool = False
                 raise ValueError(f"{unmatched[side][0]}: no {other} for this case in {folder}"
                                  f"{f' (and {more} more file(s))' if more else ''}; names match as "
                                  "segmentation-N <-> volume-N / N / segmentation-N, or use --allow-missing")
-    pairs = [(c, preds[c], truths[c]) for c in sorted(set(preds) & set(truths), key=_natural)]
+    pairs = [(c, preds[c], truths[c]) for c in sorted(set(preds) & set(truths), key=natural_key)]
     if not pairs:
         raise ValueError(f"{predictions}: no prediction matches a ground-truth file of {truth} (names match as "
                          "segmentation-N <-> volume-N / N / segmentation-N)")
     return pairs, unmatched
-
-
-def _natural(name: str):
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name)]
 
 
 # ------------------------------------------------------------------------------------------- reading

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from pseudoanomaly.io import atomic_path
 
 from .arguments import add_inference_arguments, open_unit_interval
-from .cases import check_hounsfield, check_label_map, load_volume
+from .cases import check_hounsfield, check_label_map, load_volume, nifti_stem
 from .dataset import resize_slices
 from .preprocess import PrepareConfig, preprocess_volume, restore_volume
 from .report import write_scan_figure
@@ -180,17 +180,9 @@ def segment(
                          float(prediction.probability.max()))
 
 
-def _case_name(path: Path) -> str | None:
-    """``case`` of ``case.nii`` / ``case.nii.gz``; ``None`` for anything else."""
-    for suffix in NIFTI_SUFFIXES:
-        if path.name.endswith(suffix) and len(path.name) > len(suffix):
-            return path.name[: -len(suffix)]
-    return None
-
-
 def _case_id(path: Path) -> str:
     """The case a scan is: its name without ``.nii[.gz]`` and without nnU-Net's channel suffix ``_0000``."""
-    name = _case_name(path)
+    name = nifti_stem(path)
     return name[: -len(NNUNET_CHANNEL)] if name.endswith(NNUNET_CHANNEL) and name != NNUNET_CHANNEL else name
 
 
@@ -208,12 +200,12 @@ def find_scans(inputs: str | os.PathLike, livers: str | os.PathLike | None = Non
     """
     inputs = Path(inputs)
     if inputs.is_file():
-        if _case_name(inputs) is None:
+        if nifti_stem(inputs) is None:
             raise ValueError(f"{inputs}: not a .nii or .nii.gz scan (-i)")
         scans = [inputs]
     elif inputs.is_dir():
-        scans = sorted(p for p in inputs.iterdir() if p.is_file() and _case_name(p) is not None
-                       and (livers is not None or not _case_name(p).endswith(LIVER_SUFFIX)))
+        scans = sorted(p for p in inputs.iterdir() if p.is_file() and nifti_stem(p) is not None
+                       and (livers is not None or not nifti_stem(p).endswith(LIVER_SUFFIX)))
         if not scans:
             raise ValueError(f"{inputs}: no .nii or .nii.gz scans in the folder (-i)")
     else:
@@ -223,7 +215,7 @@ def find_scans(inputs: str | os.PathLike, livers: str | os.PathLike | None = Non
     pairs, missing = [], []
     for scan in scans:
         if livers is not None:
-            names = dict.fromkeys([_case_name(scan), _case_id(scan)])  # the scan's own name first
+            names = dict.fromkeys([nifti_stem(scan), _case_id(scan)])  # the scan's own name first
             candidates = [Path(livers) / f"{name}{suffix}" for name in names for suffix in NIFTI_SUFFIXES]
         else:
             candidates = [scan.parent / f"{_case_id(scan)}{LIVER_SUFFIX}{suffix}" for suffix in NIFTI_SUFFIXES]
@@ -345,7 +337,7 @@ def _header_shape(path: Path) -> tuple[int, ...]:
 def _outputs(scan: Path, out_dir: Path, probabilities: bool, png: bool) -> tuple[Path, Path | None, Path | None]:
     """``(map or label map, probability map, picture)`` of ``scan`` in ``out_dir``, named after its case."""
     case = _case_id(scan)
-    suffix = scan.name[len(_case_name(scan)):]  # the scan's own .nii or .nii.gz
+    suffix = scan.name[len(nifti_stem(scan)):]  # the scan's own .nii or .nii.gz
     return (out_dir / f"{case}{suffix}", out_dir / f"{case}{PROBABILITIES_SUFFIX}.nii.gz" if probabilities else None,
             out_dir / f"{case}.png" if png else None)
 
