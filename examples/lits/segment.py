@@ -324,7 +324,8 @@ def segment_folder(
 
 
 def _header_shape(path: Path) -> tuple[int, ...]:
-    """The volume's shape as :func:`~examples.lits.cases.load_nifti` reads it (trailing axes of length 1 dropped), from the header."""
+    """The volume's shape as :func:`~examples.lits.cases.load_nifti` reads it (trailing axes of length 1 dropped),
+    from the header."""
     try:
         shape = tuple(nib.load(path).shape)
     except Exception as exc:  # nibabel raises several types for a file that is not NIfTI
