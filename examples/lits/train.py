@@ -207,7 +207,11 @@ def main(args: argparse.Namespace) -> int:
     if not init_distributed():
         return _main(args)
     try:
-        return _main(args)
+        code = _main(args)
+        # every process reaches the end before any tears the group down: a process that leaves while a peer
+        # still talks to it can abort the peer (gloo: "terminate called without an active exception")
+        dist.barrier()
+        return code
     finally:
         dist.destroy_process_group()
 

@@ -63,6 +63,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             trainer.fit(_images())
             if rank == 0:
                 torch.save(_state(trainer), os.path.join(out_dir, f"{kind}.pt"))
+        dist.barrier()  # both ranks done before the group goes: a rank leaving early can abort its peer in gloo
     finally:
         dist.destroy_process_group()
 
