@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +28,7 @@ from torch import nn
 
 from .. import presets
 from ..models import AnomalySegmenter
+from ._denormals import call_flushing_denormals
 from ._seeds import capture_global_rng, derive_seed, restore_global_rng
 from .batches import check_map_dataset, check_synthesis, fold_slabs, unpack_train_batch
 from .checkpoint import atomic_save, load_state_dict_checked, read_training_state, training_state
@@ -114,6 +116,7 @@ class Trainer:
         self._generator: torch.Generator | None = None
         self._budget: StepBudget = None
         self._steps_left: int | None = None
+        self._stop: threading.Event | None = None
         # True when the last fit stopped at its stop_after rather than at the end of training.
         self.stopped_early = False
 
@@ -159,6 +162,20 @@ class Trainer:
                                        or stop_after < 1):
             raise ValueError(f"stop_after must be a positive integer or None, got {stop_after!r}")
         self._steps_left, self.stopped_early = stop_after, False
+        if self.device.type == "cpu" and cfg.flush_denormal:
+            return call_flushing_denormals(lambda stop: self._fit(train_data, val_data, resume, steps_per_epoch, stop))
+        return self._fit(train_data, val_data, resume, steps_per_epoch, None)
+
+    def export(self) -> AnomalySegmenter:
+        """The trained pair as an :class:`~pseudoanomaly.models.AnomalySegmenter` in eval mode (shares weights)."""
+        return AnomalySegmenter(self.restoration, self.segmentation).eval()
+
+    # -- the run --------------------------------------------------------------------------------------------
+    def _fit(self, train_data: object, val_data: object | None, resume: str | os.PathLike[str] | None,
+             steps_per_epoch: int, stop: threading.Event | None) -> list[dict[str, Any]]:
+        """:meth:`fit` after its checks; ``stop``, once set, raises ``KeyboardInterrupt`` before the next step."""
+        cfg = self.config
+        self._stop = stop
         for net in (self.restoration, self.segmentation, self.synthesis):
             if isinstance(net, nn.Module):
                 net.to(self.device)
@@ -188,10 +205,6 @@ class Trainer:
                 break
         return self.history
 
-    def export(self) -> AnomalySegmenter:
-        """The trained pair as an :class:`~pseudoanomaly.models.AnomalySegmenter` in eval mode (shares weights)."""
-        return AnomalySegmenter(self.restoration, self.segmentation).eval()
-
     # -- one phase ------------------------------------------------------------------------------------------
     def _run_phase(self, index: int, phase: Phase, total: int, data: object, val_data: object | None,
                    steps_per_epoch: int, step: int, resumed: dict[str, Any] | None) -> bool:
@@ -212,6 +225,8 @@ class Trainer:
                 for batch in epoch_loader(data, self.config.batch_size, self.config.seed, index, epoch, position,
                                           self.rank, self.world_size, self.config.num_workers,
                                           pin_memory=self.device.type == "cuda"):
+                    if self._stop is not None and self._stop.is_set():  # the caller was interrupted
+                        raise KeyboardInterrupt
                     lr = optimizer.param_groups[0]["lr"]  # the lr this step uses (the scheduler moves it after)
                     values = self._train_step(model, optimizer, scheduler, phase, batch, step)
                     step += 1
