@@ -109,3 +109,27 @@ def test_morphology_ops_by_name_equal_the_old_letter_codes():
 def test_morphology_refuses_unknown_ops_naming_them(ops):
     with pytest.raises(ValueError, match="ops must be.*" + repr(ops).replace("(", r"\(").replace(")", r"\)")):
         binary_morphology(random_masks(0, 1, 8, 8, 0.5), elliptical_kernel(3), ops)
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    b=st.integers(1, 5),
+    h=st.integers(1, 30),
+    w=st.integers(1, 30),
+    kh=st.sampled_from([1, 3, 5, 9]),
+    kw=st.sampled_from([1, 3, 7]),
+    ops=st.text(alphabet="deoc", min_size=1, max_size=4),
+)
+def test_a_batch_and_a_sequence_of_ops_equal_cv2_image_by_image(seed, b, h, w, kh, kw, ops):
+    # the OpenCV backend runs the whole batch as one stacked image: no image may see its neighbours
+    masks = random_masks(seed, b, h, w, 0.5)
+    kernel = torch.rand(kh, kw, generator=torch.Generator().manual_seed(seed)) < 0.7
+    kernel[kh // 2, kw // 2] = True
+    ours = binary_morphology(masks, kernel, ops, backend="opencv")
+    codes = {"d": cv2.MORPH_DILATE, "e": cv2.MORPH_ERODE, "o": cv2.MORPH_OPEN, "c": cv2.MORPH_CLOSE}
+    k = kernel.numpy().astype(np.uint8)
+    for i in range(b):
+        ref = masks[i, 0].numpy().astype(np.uint8)
+        for op in ops:
+            ref = cv2.morphologyEx(ref, codes[op], k)
+        assert np.array_equal(ours[i, 0].numpy().astype(np.uint8), ref), (i, ops)
