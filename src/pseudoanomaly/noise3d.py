@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import check_positive, check_spacing
+from .noise import _blur_matrix
 
 __all__ = ["volume_sigmas", "volume_noise_grid_shape", "smooth_volume_field", "perlin_volume", "fractal_volume",
            "random_unit_vectors", "PERLIN_SCALE_3D"]
@@ -82,32 +81,6 @@ def volume_noise_grid_shape(
     """
     factors = _factors(volume_sigmas(sigma, spacing), downsample)
     return tuple(math.ceil(n / f) for n, f in zip(size, factors))  # type: ignore[return-value]
-
-
-def _gaussian_1d(sigma: float, device, dtype) -> Tensor:
-    radius = math.ceil(3.0 * sigma)  # 3 sigma either side, as the 2-D field
-    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-    k = torch.exp(-(x * x) / (2 * sigma * sigma))
-    return k / k.sum()
-
-
-@lru_cache(maxsize=64)
-def _blur_matrix(n: int, sigma: float) -> np.ndarray:
-    """``(n, n)`` matrix of a Gaussian blur of ``sigma`` along an axis of ``n`` samples: reflect-101 borders (the
-    mirror image without repeating the edge sample, as ``cv2.BORDER_REFLECT_101``), or replicate ones when the
-    kernel's radius reaches past the axis (a mirror would fold more than once)."""
-    kernel = _gaussian_1d(sigma, "cpu", torch.float64).numpy()
-    r = kernel.size // 2
-    source = np.arange(n)[:, None] + np.arange(-r, r + 1)[None, :]  # (n, taps): sample read by each tap
-    if r < n:
-        source = np.abs(source)
-        source = np.where(source > n - 1, 2 * (n - 1) - source, source)
-    else:
-        source = source.clip(0, n - 1)
-    matrix = np.zeros((n, n))
-    np.add.at(matrix, (np.repeat(np.arange(n), kernel.size), source.ravel()), np.tile(kernel, n))
-    matrix.setflags(write=False)
-    return matrix
 
 
 def smooth_volume_field(
