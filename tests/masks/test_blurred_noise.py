@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from transform_contract import check_mask_contract
 
@@ -206,3 +206,22 @@ def test_bad_inputs_name_the_argument():
         gen(torch.zeros(1, 1, 32, 32), torch.full((1, 1, 32, 32), 0.5))
     with pytest.raises(TypeError, match="generator"):
         gen(torch.zeros(1, 1, 32, 32), generator=42)
+
+
+@example(halves=[0, 205, 510], threshold=0.4, shift=0)  # 102.5 rounds to 102 (even), below the cut 103
+@example(halves=[0, 255, 510], threshold=0.5, shift=0)  # 127.5 rounds to 128 (even), the cut
+@given(
+    st.lists(st.integers(0, 2 * 252), min_size=2, max_size=40),  # with the shift, at most 255
+    st.floats(0.05, 0.95),
+    st.integers(0, 3),
+)
+def test_the_8bit_threshold_equals_rounding_stretching_and_comparing(halves, threshold, shift):
+    # Grey levels in steps of 0.5, so that rounding meets its ties: the mask must be what cv2 gives after
+    # rounding the blur (half to even), stretching to [0, 255] with rounding (cv2.normalize) and `> threshold`.
+    levels = torch.tensor(halves, dtype=torch.float32).div(2).add(shift).view(1, 1, 1, -1)
+    gen = BlurredNoiseMask(threshold=threshold)
+    got = torch.ge(levels, gen._cut_8bit(levels))
+    rounded = np.round(levels.numpy()).astype(np.uint8).reshape(1, -1)  # numpy rounds half to even, as cv2
+    stretched = cv2.normalize(rounded, None, 0, 255, cv2.NORM_MINMAX)
+    expected = stretched > round(threshold * 255, 6) if rounded.max() > rounded.min() else np.zeros_like(rounded, bool)
+    assert got.view(-1).tolist() == expected.reshape(-1).tolist()

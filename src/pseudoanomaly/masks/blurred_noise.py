@@ -35,7 +35,7 @@ from torch import Tensor
 
 from .._checks import check_non_negative, check_odd_size, check_open_unit, check_positive, check_spacing
 from .._random import random_bytes
-from ..noise import minmax_stretch, noise_grid_shape, smooth_field
+from ..noise import _CPU_BLOCK_PIXELS, minmax_stretch, noise_grid_shape, _sample_extremes, smooth_field
 from ..noise3d import smooth_volume_field, volume_noise_grid_shape
 from .base import MaskGenerator, Params
 from .morphology import MORPHOLOGY_BACKENDS, binary_morphology, elliptical_kernel
@@ -154,10 +154,20 @@ class BlurredNoiseMask(MaskGenerator):
         if self.quantize:
             # In grey levels, blurred uniform uint8 noise has the noise's mean and NOISE_STD times the standard
             # deviation of blurred unit noise; cv2 rounds the blur to uint8 (plus its fixed-point error).
-            levels = smooth_field(
-                params["noise"], height, width, self.sigma, self.downsample, scale=NOISE_STD, offset=NOISE_MEAN
-            )  # (n, 1, H, W)
-            masks = self._threshold_8bit(levels, params.get("dither"))
+            noise, dither = params["noise"], params.get("dither")
+            # the dither's mean, amplitude * (0.5 / 128 - 1), goes into the field's offset: one pass less
+            offset = NOISE_MEAN + (self._dither_amplitude * (0.5 / 128 - 1) if dither is not None else 0.0)
+            masks = torch.empty((len(noise), 1, height, width), dtype=torch.bool, device=noise.device)
+            # On a CPU, a few images at a time: the field and the dither of a block stay in cache, and the
+            # temporaries, reused block after block, spare the fresh pages a whole-batch field would fault in
+            # (measured: 16,000 page faults and a third of the time of a batch of 64 at 256 x 256).
+            step = len(noise) if noise.device.type != "cpu" else max(1, _CPU_BLOCK_PIXELS // (height * width))
+            for start in range(0, len(noise), step):
+                block = slice(start, start + step)
+                levels = smooth_field(
+                    noise[block], height, width, self.sigma, self.downsample, scale=NOISE_STD, offset=offset
+                )  # (step, 1, H, W)
+                self._threshold_8bit(levels, None if dither is None else dither[block], out=masks[block])
         else:
             field = smooth_field(params["noise"], height, width, self.sigma, self.downsample)
             masks = minmax_stretch(field) > self.threshold
@@ -172,7 +182,7 @@ class BlurredNoiseMask(MaskGenerator):
     def render_volume(self, params: Params, size) -> Tensor:
         field = smooth_volume_field(params["noise"], size, self.sigma, self.spacing, self.downsample)
         # the stretch's cut-off in the field's own units: one comparison instead of a stretched copy of the volume
-        lo, hi = torch.aminmax(field.flatten(1), dim=1)
+        lo, hi = _sample_extremes(field)
         limit = (lo + self.threshold * (hi - lo)).view(-1, 1, 1, 1, 1)
         masks = (field > limit) & (hi > lo).view(-1, 1, 1, 1, 1)  # (n, 1, D, H, W); a constant field stretches to 0
         if self.kernel3d.numel() > 1:
@@ -180,22 +190,39 @@ class BlurredNoiseMask(MaskGenerator):
             masks = binary_morphology(masks, self.kernel3d, ("open", "close"), backend)
         return masks
 
-    def _threshold_8bit(self, levels: Tensor, dither: Tensor | None) -> Tensor:
+    @property
+    def _dither_amplitude(self) -> float:
+        # dither bytes u -> amplitude * ((u + 0.5) / 128 - 1), uniform on (-amplitude, amplitude) with rms self.dither
+        return self.dither * math.sqrt(3)
+
+    def _threshold_8bit(self, levels: Tensor, dither: Tensor | None, out: Tensor | None = None) -> Tensor:
+        # levels: the blurred field in grey levels, the dither's mean already added; out: bool, levels' shape
         if dither is not None:
-            # dither bytes u -> amplitude * ((u + 0.5) / 128 - 1), uniform with rms self.dither
-            amplitude = self.dither * math.sqrt(3)
-            levels.add_(dither, alpha=amplitude / 128).add_(amplitude * (0.5 / 128 - 1))
-        levels.round_()
-        # cv2.normalize to [0, 255] rounds (x - lo) * 255 / (hi - lo) half to even; the result exceeds the
-        # cut-off iff it reaches the next integer m above it, i.e. iff (x - lo) * scale passes m - 0.5 (at
-        # exactly m - 0.5 only when m is even). Comparing per sample avoids stretching the whole field.
-        lo, hi = torch.aminmax(levels.flatten(1), dim=1)
-        lo, span = lo.view(-1, 1, 1, 1), (hi - lo).view(-1, 1, 1, 1)
+            # as floats first: adding the bytes directly takes a mixed-type path several times slower
+            levels.add_(dither.to(levels.dtype), alpha=self._dither_amplitude / 128)
+        return torch.ge(levels, self._cut_8bit(levels), out=out)
+
+    def _cut_8bit(self, levels: Tensor) -> Tensor:
+        """Per sample, the least value whose pixels pass the released code's ``> threshold`` after its uint8 steps.
+
+        cv2 rounds the blur to integers, then ``cv2.normalize`` stretches them to [0, 255] and rounds half to even.
+        Rounding is monotonic, so the extremes of the rounded field are the rounded extremes; a stretched value
+        exceeds the cut-off iff it reaches the next integer m above it, i.e. iff the rounded value r has
+        (r - lo) * 255 / span past m - 0.5 (at exactly m - 0.5 only when m is even), i.e. iff r >= c, an integer;
+        and a float x rounds (half to even) to at least c iff x >= c - 0.5 when c is even, x > c - 0.5 when odd.
+        So one comparison with the unrounded field gives the mask: no rounded or stretched copy of it.
+        """
+        lo, hi = _sample_extremes(levels)
+        lo, hi = lo.round(), hi.round()
+        span = hi - lo
         top = GREY_LEVELS - 1
         m = math.floor(round(self.threshold * top, 6)) + 1
-        limit = lo + (m - 0.5) * span / top  # (n, 1, 1, 1), in grey levels
-        masks = (levels >= limit) if m % 2 == 0 else (levels > limit)
-        return masks & (span > 0)  # a constant image stretches to 0 everywhere
+        limit = lo + (m - 0.5) * span / top  # in grey levels; the rounded value must be >= it (> when m is odd)
+        c = limit.ceil() if m % 2 == 0 else limit.floor() + 1  # the least integer that passes
+        half = c - 0.5  # exact: c is an integer of a few hundred
+        cut = torch.where(c.remainder(2) == 0, half, half.nextafter(torch.full_like(half, math.inf)))
+        cut = cut.masked_fill(span <= 0, math.inf)  # a constant image stretches to 0 everywhere: no mask
+        return cut.view(-1, *[1] * (levels.ndim - 1))
 
     def extra_repr(self) -> str:
         own = f"sigma={self.sigma}, threshold={self.threshold:.4f}, kernel_size={self.kernel_size}"
