@@ -129,8 +129,9 @@ class PseudoAnomaly(nn.Module):
             mask_params, overlay_params = params["mask"], params["overlay"]
         chosen = gate.nonzero().flatten()
         if len(chosen) == b:  # every sample anomalous (p = 1, the paper's setting): no gathering needed
-            masks = self.mask.generate(images, fg, generator, mask_params)
-            augmented = self.overlay.paint(images, masks.bool(), generator, overlay_params)
+            inside = self.mask._generate_bool(images, fg, generator, mask_params)
+            augmented = self.overlay.paint(images, inside, generator, overlay_params)
+            masks = inside.to(images.dtype)
         else:
             # Only the anomalous samples are synthesized: with p = 0.5 that halves the work.
             masks = torch.zeros_like(images[:, :1])
@@ -138,9 +139,9 @@ class PseudoAnomaly(nn.Module):
             if len(chosen) > 0:
                 sub_images = images[chosen]
                 sub_fg = None if fg is None else fg[chosen]
-                sub_masks = self.mask.generate(sub_images, sub_fg, generator, mask_params)
-                masks[chosen] = sub_masks
-                augmented[chosen] = self.overlay.paint(sub_images, sub_masks.bool(), generator, overlay_params)
+                inside = self.mask._generate_bool(sub_images, sub_fg, generator, mask_params)
+                masks[chosen] = inside.to(masks.dtype)
+                augmented[chosen] = self.overlay.paint(sub_images, inside, generator, overlay_params)
         if len(chosen) > 0:
             mask_params, overlay_params = self.mask.last_params, self.overlay.last_params
         self.last_params = {GATE_KEY: gate, "mask": mask_params, "overlay": overlay_params}

@@ -194,6 +194,11 @@ class MaskGenerator(nn.Module):
             - foreground: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
             - output: :math:`(B, 1, H, W)` or :math:`(B, 1, D, H, W)`
         """
+        return self._generate_bool(images, foreground, generator, params).to(images.dtype)
+
+    def _generate_bool(self, images: Tensor, foreground: Tensor | None, generator: torch.Generator | None,
+                       params: Params | None) -> Tensor:
+        # generate's masks as bool, for a composer that needs them so (no float copy and back)
         check_volume_support(type(self).__name__, self.supports_volumes, images)
         b, size = images.shape[0], tuple(images.shape[2:])  # size: (H, W) or (D, H, W)
         if params is None:
@@ -204,7 +209,7 @@ class MaskGenerator(nn.Module):
             check_replay(type(self).__name__, params, b, size)
             masks = self._compose(params, size, foreground)
         self.last_params = params
-        return masks.to(images.dtype)
+        return masks
 
     # Kornia's name for it (``aug(x, params=aug._params)``), which users were told to use: kept as an alias.
     _params = property(lambda self: self.last_params, lambda self, value: setattr(self, "last_params", value))

@@ -26,6 +26,16 @@ __all__ = ["Overlay"]
 Params = dict[str, Tensor]
 
 
+# The library's own `fill` methods that return a new tensor nobody else holds (a subclass's own fill may not).
+_NEW_TENSOR_FILLS: set = set()
+
+
+def returns_new_tensor(fill):
+    """Mark an overlay's ``fill`` as returning a new tensor of its own, which ``paint`` may write its result into."""
+    _NEW_TENSOR_FILLS.add(fill)
+    return fill
+
+
 class Overlay(nn.Module):
     """Base class of batched overlays that paint an anomaly into the masked pixels of each image.
 
@@ -154,7 +164,11 @@ class Overlay(nn.Module):
         else:
             check_replay(type(self).__name__, params, b, size)
         self.last_params = params
-        return torch.where(inside, self.fill(images, params).to(images.dtype), images)
+        filled = self.fill(images, params).to(images.dtype)
+        if type(self).fill in _NEW_TENSOR_FILLS and filled.shape == images.shape:
+            # the fill is a new tensor of ours: the result goes into it, sparing a batch-sized allocation
+            return torch.where(inside, filled, images, out=filled)
+        return torch.where(inside, filled, images)
 
     # Kornia's name for it (``aug(x, params=aug._params)``), which users were told to use: kept as an alias.
     _params = property(lambda self: self.last_params, lambda self, value: setattr(self, "last_params", value))

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_range_pair
 from .._random import random_sign, uniform
-from .base import Overlay, Params
+from .base import Overlay, Params, returns_new_tensor
 
 __all__ = ["IntensityShift"]
 
@@ -87,6 +87,7 @@ class IntensityShift(Overlay):
         width = self.value_range[1] - self.value_range[0]
         return {"shift": sign * size * width}  # (B,) in image units
 
+    @returns_new_tensor
     def fill(self, images: Tensor, params: Params) -> Tensor:
         shift = params["shift"].view(-1, *[1] * (images.ndim - 1)).to(images.dtype)  # (B, 1, 1, 1[, 1])
         return self._clip(images + shift)  # the shape of images

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_range_pair
 from .._random import randint, uniform
-from .base import Overlay, Params
+from .base import Overlay, Params, returns_new_tensor
 
 __all__ = ["PatchBlend"]
 
@@ -132,6 +132,7 @@ class PatchBlend(Overlay):
         length = uniform((b,), self.shift[0], self.shift[1], generator=generator, device=device)
         return alpha, step, length
 
+    @returns_new_tensor
     def fill(self, images: Tensor, params: Params) -> Tensor:
         if images.ndim == 5:
             return self._fill_volume(images, params)

@@ -35,7 +35,7 @@ from .._checks import check_range_pair
 from .._random import randint, uniform
 from ..noise import fractal_noise, minmax_stretch
 from ..noise3d import fractal_volume, random_unit_vectors
-from .base import Overlay, Params
+from .base import Overlay, Params, returns_new_tensor
 
 __all__ = ["TextureBlend"]
 
@@ -191,6 +191,7 @@ class TextureBlend(Overlay):
             params["texture"] = transformed
         return params
 
+    @returns_new_tensor
     def fill(self, images: Tensor, params: Params) -> Tensor:
         texture = params["texture"] if "texture" in params else self._texture(images, params)
         beta = params["beta"].to(images.dtype).view(-1, *[1] * (images.ndim - 1))  # (B, 1, 1, 1[, 1])
