@@ -29,7 +29,7 @@ import torch
 from kornia.augmentation import IntensityAugmentationBase2D
 from torch import Tensor
 
-from .._checks import EMPTY_FOREGROUND, check_choice, check_probability
+from .._checks import EMPTY_FOREGROUND, any_per_sample, check_choice, check_probability
 from ..presets import zhang2023
 from ..synthesis import GATE_KEY, PseudoAnomaly
 
@@ -136,7 +136,7 @@ class RandomPseudoAnomaly(IntensityAugmentationBase2D):
         fg = _foreground(input, flags["foreground_threshold"])
         chosen = self._chosen(params, input.shape[0]).to(input.device)
         if fg is not None:
-            empty = chosen[~fg[chosen].flatten(1).any(dim=1)]
+            empty = chosen[~any_per_sample(fg[chosen])]
             if len(empty) > 0 and flags.get("empty_foreground", "skip") == "raise":
                 raise ValueError(
                     f"RandomPseudoAnomaly: sample(s) {empty.tolist()} have no pixel above foreground_threshold="
@@ -150,7 +150,7 @@ class RandomPseudoAnomaly(IntensityAugmentationBase2D):
                     RuntimeWarning,
                     stacklevel=2,
                 )
-                chosen = chosen[fg[chosen].flatten(1).any(dim=1)]
+                chosen = chosen[any_per_sample(fg[chosen])]
         output = input
         anomaly = torch.zeros_like(input[:, :1], dtype=torch.bool)  # (B, 1, H, W)
         if len(chosen) > 0:
