@@ -101,3 +101,21 @@ def test_smooth_noise_is_deprecated_and_draws_as_before():
     with pytest.warns(DeprecationWarning, match="smooth_noise is deprecated"):
         old = functional.smooth_noise(3, 40, 50, 6.0, generator=torch.Generator().manual_seed(7))
     assert torch.equal(old, smooth_noise(3, 40, 50, 6.0, generator=torch.Generator().manual_seed(7)))
+
+
+@pytest.mark.parametrize("shape", [(1,), (3, 5), (2, 1, 17, 33)])
+def test_random_bytes_are_uniform_independent_and_reproducible(shape):
+    from pseudoanomaly._random import random_bytes
+
+    draw = lambda seed, s=shape: random_bytes(s, generator=torch.Generator().manual_seed(seed), device="cpu")  # noqa: E731
+    assert draw(0).shape == shape and draw(0).dtype == torch.uint8
+    assert torch.equal(draw(0), draw(0))
+    big = random_bytes((200_000,), generator=torch.Generator().manual_seed(1), device="cpu").long()
+    counts = torch.bincount(big, minlength=256).double()
+    chi2 = float(((counts - len(big) / 256) ** 2 / (len(big) / 256)).sum())
+    assert chi2 < 350  # 255 degrees of freedom: p ~ 1e-4; every value of a byte occurs about as often
+    # neighbouring bytes (also those of one 64-bit draw) are uncorrelated, each byte position alike
+    pairs = big.view(-1, 8).double()
+    corr = torch.corrcoef(pairs.T)
+    assert float((corr - torch.eye(8, dtype=torch.double)).abs().max()) < 0.03
+    assert float((pairs.mean(0) - 127.5).abs().max()) < 1.5

@@ -8,7 +8,6 @@ data lives on; a generator must therefore live on that device too.
 from __future__ import annotations
 
 import math
-import sys
 
 import torch
 from torch import Tensor
@@ -80,10 +79,9 @@ def random_bytes(
 ) -> Tensor:
     """Uniform random bytes (uint8) of ``shape``, several times cheaper than one draw per element.
 
-    Each int64 draw of ``random_()`` is uniform on [0, 2^63): its seven low bytes are independent uniform
-    bytes (the top one lacks the sign bit and is dropped).
+    Each int64 draw of ``random_(-2**63, None)`` is uniform over every 64-bit pattern but the largest: its
+    eight bytes are independent uniform bytes (to within 2**-64), read in place with no copy.
     """
     n = math.prod(shape)
-    words = torch.empty(-(-n // 7), dtype=torch.int64, device=device).random_(generator=generator)
-    low = slice(0, 7) if sys.byteorder == "little" else slice(1, 8)
-    return words.view(torch.uint8).view(-1, 8)[:, low].reshape(-1)[:n].view(shape)
+    words = torch.empty(-(-n // 8), dtype=torch.int64, device=device).random_(-(2**63), None, generator=generator)
+    return words.view(torch.uint8)[:n].view(shape)
