@@ -130,8 +130,8 @@ class PseudoAnomaly(nn.Module):
         chosen = gate.nonzero().flatten()
         if len(chosen) == b:  # every sample anomalous (p = 1, the paper's setting): no gathering needed
             inside = self.mask._generate_bool(images, fg, generator, mask_params)
-            augmented = self.overlay.paint(images, inside, generator, overlay_params)
             masks = inside.to(images.dtype)
+            augmented = self.overlay.paint(images, inside, generator, overlay_params, masks=masks)
         else:
             # Only the anomalous samples are synthesized: with p = 0.5 that halves the work.
             masks = torch.zeros_like(images[:, :1])
@@ -140,8 +140,9 @@ class PseudoAnomaly(nn.Module):
                 sub_images = images[chosen]
                 sub_fg = None if fg is None else fg[chosen]
                 inside = self.mask._generate_bool(sub_images, sub_fg, generator, mask_params)
-                masks[chosen] = inside.to(masks.dtype)
-                augmented[chosen] = self.overlay.paint(sub_images, inside, generator, overlay_params)
+                sub_masks = inside.to(masks.dtype)
+                masks[chosen] = sub_masks
+                augmented[chosen] = self.overlay.paint(sub_images, inside, generator, overlay_params, masks=sub_masks)
         if len(chosen) > 0:
             mask_params, overlay_params = self.mask.last_params, self.overlay.last_params
         self.last_params = {GATE_KEY: gate, "mask": mask_params, "overlay": overlay_params}

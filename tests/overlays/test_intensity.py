@@ -91,3 +91,21 @@ def test_masks_must_be_binary_and_match():
 def test_bad_settings_fail_at_construction(kwargs, message):
     with pytest.raises(ValueError, match=message):
         IntensityShift(**kwargs)
+
+
+@given(st.integers(0, 2**31), st.sampled_from([(0.0, 1.0), (-1.0, 1.0)]), st.sampled_from([torch.float32, torch.float64]))
+def test_painting_with_float_masks_gives_the_same_bits_as_with_bool_masks(seed, value_range, dtype):
+    # PseudoAnomaly hands its float masks to paint, which then adds masks * shift and clips; that must be
+    # exactly the fill inside and the image outside, including pixels at the ends of the value range.
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = value_range
+    images = (lo + (hi - lo) * torch.rand(6, 2, 9, 11, generator=g, dtype=dtype))
+    images[:, :, 0] = lo
+    images[:, :, 1] = hi
+    inside = torch.rand(6, 1, 9, 11, generator=g) > 0.5
+    overlay = IntensityShift(magnitude=(0.1, 0.9), value_range=value_range)
+    plain = overlay.paint(images, inside, torch.Generator().manual_seed(seed))
+    fast = overlay.paint(images, inside, torch.Generator().manual_seed(seed), masks=inside.to(dtype))
+    assert torch.equal(plain, fast)
+    shift = overlay.last_params["shift"].view(-1, 1, 1, 1).to(dtype)
+    assert torch.equal(fast, torch.where(inside, (images + shift).clamp(lo, hi), images))

@@ -134,6 +134,8 @@ class Overlay(nn.Module):
         inside: Tensor,
         generator: torch.Generator | None = None,
         params: Params | None = None,
+        *,
+        masks: Tensor | None = None,
     ) -> Tensor:
         """:meth:`forward` without the argument checks, for a composer that has already made them.
 
@@ -142,6 +144,9 @@ class Overlay(nn.Module):
             inside: where to paint, bool, on ``images.device``.
             generator: random source on ``images.device``.
             params: parameters of an earlier call (``overlay.last_params``) to replay.
+            masks: optionally ``inside`` as 0/1 in the images' dtype, when the caller makes it anyway (as
+                :class:`~pseudoanomaly.PseudoAnomaly` does for its output): an overlay may paint with it in fewer
+                passes over the batch. The result is the same with or without it.
 
         Returns:
             The new batch :meth:`forward` would return; ``last_params`` is set as by :meth:`forward`.
@@ -164,6 +169,11 @@ class Overlay(nn.Module):
         else:
             check_replay(type(self).__name__, params, b, size)
         self.last_params = params
+        return self._composite(images, inside, params, masks)
+
+    def _composite(self, images: Tensor, inside: Tensor, params: Params, masks: Tensor | None) -> Tensor:
+        # the painted batch: the fill where `inside`, the images elsewhere (`masks`, inside as 0/1, is for
+        # subclasses that can use it)
         filled = self.fill(images, params).to(images.dtype)
         if type(self).fill in _NEW_TENSOR_FILLS and filled.shape == images.shape:
             # the fill is a new tensor of ours: the result goes into it, sparing a batch-sized allocation
