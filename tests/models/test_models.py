@@ -155,6 +155,8 @@ def test_bad_input_shape_raises_naming_the_shape(model, shape):
         (lambda: ReconstructiveAE(channel_multipliers=(1, 0)), r"channel_multipliers.*\(1, 0\)"),
         (lambda: ReconstructiveAE(channel_multipliers=3), "channel_multipliers.*3"),
         (lambda: AnomalySegmenter(nn.Identity(), nn.Identity(), batch_size=1.5), r"batch_size.*None.*1\.5"),
+        (lambda: AnomalySegmenter(nn.Identity(), nn.Identity(), precision="fp16"), "precision.*fp16"),
+        (lambda: AnomalySegmenter(nn.Identity(), nn.Identity(), channels_last=1), "channels_last.*1"),
     ],
 )
 def test_bad_constructor_argument_raises_naming_the_value(factory, message):
@@ -216,6 +218,30 @@ class TestAnomalySegmenter:
         images = torch.rand(5, 1, 32, 32)
         chunked = AnomalySegmenter(segmenter.restoration, segmenter.segmentation, batch_size=2)
         torch.testing.assert_close(chunked(images), segmenter(images), atol=1e-5, rtol=1e-4)
+
+    def test_channels_last_gives_the_same_maps_in_the_default_layout(self, segmenter):
+        images = torch.rand(3, 1, 32, 32)
+        expected = segmenter(images)
+        fast = AnomalySegmenter(segmenter.restoration, segmenter.segmentation, channels_last=True)
+        assert any(
+            p.ndim == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+            for p in fast.parameters()
+        ), "the convolution kernels were not converted"
+        maps = fast(images)
+        assert maps.is_contiguous() and maps.dtype == torch.float32
+        torch.testing.assert_close(maps, expected, atol=1e-5, rtol=1e-4)
+
+    def test_bf16_runs_in_bfloat16_and_returns_float32_maps_close_to_fp32(self, segmenter):
+        images = torch.rand(3, 1, 32, 32)
+        expected = segmenter(images)
+        seen = []
+        hook = segmenter.segmentation.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+        maps = AnomalySegmenter(segmenter.restoration, segmenter.segmentation, precision="bf16")(images)
+        hook.remove()
+        assert seen == [torch.bfloat16], "the networks did not run under bfloat16 autocast"
+        assert maps.dtype == torch.float32 and maps.shape == expected.shape
+        assert float((maps - expected).abs().max()) < 0.02  # bfloat16 keeps 8 bits of mantissa
+        assert not torch.equal(maps, expected)
 
     def test_bad_foreground_raises_naming_it(self, segmenter):
         images = torch.rand(2, 1, 32, 32)

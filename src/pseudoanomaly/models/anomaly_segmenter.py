@@ -19,9 +19,12 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_foreground, check_int_at_least, check_network_images
+from .._checks import check_choice, check_foreground, check_int_at_least, check_network_images
 
 __all__ = ["AnomalySegmenter"]
+
+#: Precisions of :class:`AnomalySegmenter`: float32, or bfloat16 autocast.
+PRECISIONS = ("fp32", "bf16")
 
 
 class AnomalySegmenter(nn.Module):
@@ -36,6 +39,15 @@ class AnomalySegmenter(nn.Module):
         batch_size: images per forward pass; ``None`` runs the whole input at once. Each chunk runs on the
             networks' device and the map comes back on the images' device, so a CPU volume can be segmented
             on a GPU chunk by chunk.
+        precision: ``"fp32"``, or ``"bf16"`` for bfloat16 autocast on the networks' device (CPU or CUDA; the
+            maps still come back in float32). On a CPU with AMX or AVX-512 BF16 it is about 2-3x faster than
+            fp32 (the released nets at 256 x 256: 584 against 1,686 ms per slice with ``channels_last``, dev VM,
+            ``benchmarks/training_speed.py``); elsewhere it may be slower. The probabilities differ from fp32 by
+            bfloat16 rounding (up to about 0.002 on untrained nets): validate a threshold in the precision you
+            deploy.
+        channels_last: convert the networks' parameters to the channels-last memory format (in place, at
+            construction) and feed them channels-last images: oneDNN's convolutions run faster on it on a CPU
+            (1.3x in fp32, and most of the bf16 gain). The maps equal the default layout's up to float rounding.
 
     Returns:
         Calling it, ``segmenter(images, foreground=None)``, returns anomaly probability maps: softmax channel 1
@@ -58,12 +70,26 @@ class AnomalySegmenter(nn.Module):
         (torch.Size([3, 1, 32, 32]), True)
     """
 
-    def __init__(self, restoration: nn.Module, segmentation: nn.Module, batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        restoration: nn.Module,
+        segmentation: nn.Module,
+        batch_size: int | None = None,
+        *,
+        precision: str = "fp32",
+        channels_last: bool = False,
+    ) -> None:
         super().__init__()
         check_int_at_least("batch_size", batch_size, 1, allow_none=True)
+        self.precision = check_choice("precision", precision, PRECISIONS)
+        if not isinstance(channels_last, bool):
+            raise ValueError(f"channels_last must be True or False, got {channels_last!r}")
         self.restoration = restoration
         self.segmentation = segmentation
         self.batch_size = batch_size
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     @torch.no_grad()
     def forward(self, images: Tensor, foreground: Tensor | None = None) -> Tensor:
@@ -74,15 +100,27 @@ class AnomalySegmenter(nn.Module):
         if device.type == "meta":
             raise ValueError("the networks' weights are meta tensors (no data): load weights before segmenting")
         chunks = images.split(self.batch_size or len(images))
-        with _eval_mode(self):
-            maps = torch.cat([self._probability(chunk.to(device)).to(images.device) for chunk in chunks])
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        with _eval_mode(self), autocast:
+            maps = torch.cat([
+                self._probability(chunk.to(device, memory_format=layout)).to(images.device) for chunk in chunks
+            ]).contiguous()  # the default layout, whatever the networks ran in
         if foreground is not None:
             maps = maps.masked_fill(~foreground, 0.0)
         return maps
 
+    def extra_repr(self) -> str:
+        parts = [f"batch_size={self.batch_size}"] if self.batch_size is not None else []
+        parts += [f"precision={self.precision!r}"] if self.precision != "fp32" else []
+        parts += ["channels_last=True"] if self.channels_last else []
+        return ", ".join(parts)
+
     def _probability(self, images: Tensor) -> Tensor:
         restored = self.restoration(images)
         logits = self.segmentation(torch.cat([restored, images], dim=1))  # (B, 2, H, W)
+        if logits.dtype in (torch.bfloat16, torch.float16):  # autocast: the softmax and the map in float32
+            logits = logits.float()
         return logits.softmax(dim=1)[:, 1:]  # (B, 1, H, W)
 
 
