@@ -287,6 +287,14 @@ def perlin_noise(
     coordinates rather than resampling an image; where a turned point falls outside the original frame the
     noise is 0, the zero fill of DRAEM's ``imgaug`` rotation.
 
+    Note:
+        Without ``rotation`` the noise is evaluated in its separable form: blended along the width on one row
+        of ``W`` values per lattice row, then along the height at full size, several times faster on a CPU
+        than evaluating every pixel on its own, which rotated noise still does. The sums are the same in
+        another order, so values may differ from the per-pixel evaluation by float rounding: at most 1e-5
+        in float32 (tested; 4e-7 measured at 64 x 256 x 256) and 1e-12 in float64. Either way a sample's
+        noise does not depend on its position in the batch.
+
     Args:
         gradient_angles: gradient angles in radians at the lattice points.
         resolution: integer lattice cells ``(ry, rx)`` per sample, each in ``[1, L - 1]`` for its axis.
@@ -459,6 +467,9 @@ def fractal_noise(
 ) -> Tensor:
     """Sum octaves of :func:`perlin_noise`, each with twice the lattice resolution and ``persistence`` times the
     amplitude of the one before, divided by the sum of the amplitudes so the result stays in [-1, 1].
+
+    The octaves are unrotated, so each takes the separable evaluation of :func:`perlin_noise` (equal to the
+    per-pixel one up to float rounding, see there).
 
     Args:
         gradient_angles: one tensor of gradient angles per octave; octave ``k`` uses ``resolution * 2**k``
