@@ -322,25 +322,21 @@ def perlin_noise(
     if rotation is not None and (not isinstance(rotation, Tensor) or tuple(rotation.shape) != (n,)):
         got = tuple(rotation.shape) if isinstance(rotation, Tensor) else type(rotation).__name__
         raise ValueError(f"rotation must be a tensor of shape (B,) = ({n},) or None, got {got}")
-    if rotation is None:
-        return _in_blocks(_perlin_separable, gradient_angles, resolution, height, width, None)
-    return _in_blocks(_perlin_block, gradient_angles, resolution, height, width, rotation)
-
-
-def _in_blocks(evaluate, gradient_angles: Tensor, resolution: Tensor, height: int, width: int,
-               rotation: Tensor | None) -> Tensor:
-    # On a CPU, blocks of samples whose temporaries stay in cache (see _CPU_BLOCK_PIXELS); a GPU takes the
-    # whole batch. Every step is elementwise per sample, so the split never changes a value.
-    n, device = gradient_angles.shape[0], gradient_angles.device
+    device = gradient_angles.device
     step = n if device.type != "cpu" else max(1, _CPU_BLOCK_PIXELS // max(1, height * width))
+    if rotation is None:
+        # The separable evaluation writes each block straight into the output (no full-size copy).
+        noise = torch.empty(n, height, width, dtype=gradient_angles.dtype, device=device)
+        for start in range(0, n, step):  # blocks of samples, not one sample at a time
+            block = slice(start, start + step)
+            _perlin_separable(gradient_angles[block], resolution[block], height, width, noise[block])
+        return noise.unsqueeze(1)
     if step >= n:
-        return evaluate(gradient_angles, resolution, height, width, rotation)
+        return _perlin_block(gradient_angles, resolution, height, width, rotation)
     noise = torch.empty(n, 1, height, width, dtype=gradient_angles.dtype, device=device)
     for start in range(0, n, step):  # blocks of samples, not one sample at a time
         block = slice(start, start + step)
-        noise[block] = evaluate(
-            gradient_angles[block], resolution[block], height, width, None if rotation is None else rotation[block]
-        )
+        noise[block] = _perlin_block(gradient_angles[block], resolution[block], height, width, rotation[block])
     return noise
 
 
@@ -363,9 +359,7 @@ def _axis_cells(size: int, cells: Tensor, dtype: torch.dtype) -> tuple[Tensor, T
     return coordinate.sub_(inside).long(), inside
 
 
-def _perlin_separable(
-    gradient_angles: Tensor, resolution: Tensor, height: int, width: int, rotation: None = None
-) -> Tensor:
+def _perlin_separable(gradient_angles: Tensor, resolution: Tensor, height: int, width: int, out: Tensor) -> None:
     """Unrotated Perlin noise of a block of samples through its separable form (same noise as
     :func:`_perlin_block` without rotation, up to float rounding).
 
@@ -374,7 +368,8 @@ def _perlin_separable(
     where ``U[J] = lerp(gy[J, k], gy[J, k + 1], tx)`` and ``V[J] = lerp(fx * gx[J, k], (fx - 1) * gx[J, k + 1],
     tx)`` are rows of ``W`` values per lattice row ``J`` (``k``, ``fx``, ``tx`` the cell, offset and fade of
     each column). ``U`` and ``V`` cost ``Ly x W`` values per sample; the full-size work is 4 row copies and
-    7 elementwise steps instead of the ~50 of the per-pixel evaluation, and no per-pixel gather.
+    7 elementwise steps instead of the ~50 of the per-pixel evaluation, and no per-pixel gather. The noise
+    goes into ``out``, ``(B, H, W)`` in the dtype of the angles.
     """
     n, ly, lx = gradient_angles.shape
     grad_y, grad_x, dtype = _unit_gradients(gradient_angles)
@@ -399,8 +394,11 @@ def _perlin_separable(
     top.add_(v.index_select(0, top_rows).view(n, height, width))
     bottom = u.index_select(0, bottom_rows).view(n, height, width).mul_(fy - 1.0)
     bottom.add_(v.index_select(0, bottom_rows).view(n, height, width))
-    noise = _lerp_(top, bottom, ty)
-    return noise.unsqueeze(1).to(gradient_angles.dtype)
+    bottom.sub_(top).mul_(ty)
+    if out.dtype == top.dtype:
+        torch.add(top, bottom, out=out)  # top + ty * (bottom - top), written straight into the output
+    else:  # half-precision angles: evaluated in float32, rounded once into the output
+        out.copy_(top.add_(bottom))
 
 
 def _perlin_block(
@@ -499,10 +497,28 @@ def fractal_noise(
         raise ValueError(f"gradient_angles must be a non-empty list of (B, Ly, Lx) tensors, one per octave, got {got}")
     if isinstance(persistence, bool) or not isinstance(persistence, (int, float)) or not 0 < persistence <= 1:
         raise ValueError(f"persistence must be in (0, 1], got {persistence!r}")
-    total, amplitude, amplitudes = None, 1.0, 0.0
     for k, angles in enumerate(gradient_angles):
-        octave = perlin_noise(angles, resolution * 2**k, height, width)
-        total = octave if total is None else total + amplitude * octave
-        amplitudes += amplitude
-        amplitude *= persistence
-    return total / amplitudes
+        _check_lattice(angles, resolution * 2**k, f"gradient_angles[{k}]")
+    n, device = gradient_angles[0].shape[0], gradient_angles[0].device
+    dtype = gradient_angles[0].dtype
+    for angles in gradient_angles[1:]:
+        dtype = torch.promote_types(dtype, angles.dtype)
+    # Octave by octave within each block of samples, so the sum stays in cache: the same operations, in the
+    # same order, as summing whole octaves of perlin_noise, hence the same values.
+    noise = torch.empty(n, height, width, dtype=dtype, device=device)
+    step = n if device.type != "cpu" else max(1, _CPU_BLOCK_PIXELS // max(1, height * width))
+    octave = None
+    for start in range(0, n, step):
+        block = slice(start, start + step)
+        total = noise[block]
+        if octave is None or octave.shape != total.shape:
+            octave = torch.empty_like(total)
+        amplitude, amplitudes = 1.0, 0.0
+        for k, angles in enumerate(gradient_angles):
+            _perlin_separable(angles[block], resolution[block] * 2**k, height, width, octave if k else total)
+            if k:
+                total.add_(octave.mul_(amplitude))
+            amplitudes += amplitude
+            amplitude *= persistence
+        total.div_(amplitudes)
+    return noise.unsqueeze(1)
