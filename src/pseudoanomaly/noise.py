@@ -288,12 +288,13 @@ def perlin_noise(
     noise is 0, the zero fill of DRAEM's ``imgaug`` rotation.
 
     Note:
-        Without ``rotation`` the noise is evaluated in its separable form: blended along the width on one row
-        of ``W`` values per lattice row, then along the height at full size, several times faster on a CPU
-        than evaluating every pixel on its own, which rotated noise still does. The sums are the same in
-        another order, so values may differ from the per-pixel evaluation by float rounding: at most 1e-5
-        in float32 (tested; 4e-7 measured at 64 x 256 x 256) and 1e-12 in float64. Either way a sample's
-        noise does not depend on its position in the batch.
+        Without ``rotation`` (and for samples turned by exactly 0 degrees) the noise is evaluated in its
+        separable form: blended along the width on one row of ``W`` values per lattice row, then along the
+        height at full size, several times faster on a CPU than evaluating every pixel on its own, which
+        turned noise still does. The sums are the same in another order, so values may differ from the
+        per-pixel evaluation by float rounding: at most 1e-5 in float32 (tested; 4e-7 measured at
+        64 x 256 x 256) and 1e-12 in float64. Either way a sample's noise does not depend on its position in
+        the batch.
 
     Args:
         gradient_angles: gradient angles in radians at the lattice points.
@@ -323,6 +324,19 @@ def perlin_noise(
         got = tuple(rotation.shape) if isinstance(rotation, Tensor) else type(rotation).__name__
         raise ValueError(f"rotation must be a tensor of shape (B,) = ({n},) or None, got {got}")
     device = gradient_angles.device
+    if rotation is not None and n > 0:
+        # A turn by 0 degrees is no turn: those samples take the separable evaluation, chosen sample by sample
+        # (one host sync) so that a sample's noise never depends on the turns of the others in its batch.
+        still = rotation == 0
+        if bool(still.all()):
+            rotation = None
+        elif bool(still.any()):
+            noise = torch.empty(n, 1, height, width, dtype=gradient_angles.dtype, device=device)
+            for chosen, turn in ((still, None), (~still, rotation)):
+                index = chosen.nonzero().view(-1)
+                noise[index] = perlin_noise(gradient_angles[index], resolution[index], height, width,
+                                            None if turn is None else turn[index])
+            return noise
     step = n if device.type != "cpu" else max(1, _CPU_BLOCK_PIXELS // max(1, height * width))
     if rotation is None:
         # The separable evaluation writes each block straight into the output (no full-size copy).

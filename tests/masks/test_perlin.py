@@ -334,8 +334,23 @@ def test_unrotated_masks_keep_their_statistics():
     gen = PerlinMask(rotation=(0.0, 0.0))
     masks = gen(torch.rand(128, 1, 128, 128), generator=torch.Generator().manual_seed(2))[:, 0].bool()
     p = gen.last_params
+    assert bool((p["rotation"] == 0).all())  # turns by 0 degrees take the separable evaluation
     per_pixel = noise._perlin_block(p["gradient_angles"][:, 0], p["resolution"][:, 0], 128, 128, None)[:, 0] > 0.5
+    assert torch.equal(masks, perlin_noise(p["gradient_angles"][:, 0], p["resolution"][:, 0], 128, 128)[:, 0] > 0.5)
     flipped = float((masks != per_pixel).float().mean())
     assert flipped < 1e-3
     coverage, reference = float(masks.float().mean()), float(per_pixel.float().mean())
     assert abs(coverage - reference) < 1e-4 and 0.01 < coverage < 0.2
+
+
+def test_samples_turned_by_zero_degrees_are_unrotated_whatever_their_batch():
+    n = 6
+    angles, res = _angles(9, n, 33), 2 ** torch.randint(0, 6, (n, 2), generator=torch.Generator().manual_seed(9))
+    rotation = torch.tensor([0.0, 30.0, 0.0, -45.0, 90.0, 0.0])
+    mixed = perlin_noise(angles, res, 37, 53, rotation)
+    still = rotation == 0
+    assert torch.equal(mixed[still], perlin_noise(angles[still], res[still], 37, 53))
+    assert torch.equal(mixed[~still], perlin_noise(angles[~still], res[~still], 37, 53, rotation[~still]))
+    for i in range(n):
+        one = slice(i, i + 1)
+        assert torch.equal(perlin_noise(angles[one], res[one], 37, 53, rotation[one]), mixed[one])
