@@ -287,6 +287,15 @@ def perlin_noise(
     coordinates rather than resampling an image; where a turned point falls outside the original frame the
     noise is 0, the zero fill of DRAEM's ``imgaug`` rotation.
 
+    Note:
+        Without ``rotation`` (and for samples turned by exactly 0 degrees) the noise is evaluated in its
+        separable form: blended along the width on one row of ``W`` values per lattice row, then along the
+        height at full size, several times faster on a CPU than evaluating every pixel on its own, which
+        turned noise still does. The sums are the same in another order, so values may differ from the
+        per-pixel evaluation by float rounding: at most 1e-5 in float32 (tested; 4e-7 measured at
+        64 x 256 x 256) and 1e-12 in float64. Either way a sample's noise does not depend on its position in
+        the batch.
+
     Args:
         gradient_angles: gradient angles in radians at the lattice points.
         resolution: integer lattice cells ``(ry, rx)`` per sample, each in ``[1, L - 1]`` for its axis.
@@ -315,16 +324,95 @@ def perlin_noise(
         got = tuple(rotation.shape) if isinstance(rotation, Tensor) else type(rotation).__name__
         raise ValueError(f"rotation must be a tensor of shape (B,) = ({n},) or None, got {got}")
     device = gradient_angles.device
+    if rotation is not None and n > 0:
+        # A turn by 0 degrees is no turn: those samples take the separable evaluation, chosen sample by sample
+        # (one host sync) so that a sample's noise never depends on the turns of the others in its batch.
+        still = rotation == 0
+        if bool(still.all()):
+            rotation = None
+        elif bool(still.any()):
+            noise = torch.empty(n, 1, height, width, dtype=gradient_angles.dtype, device=device)
+            for chosen, turn in ((still, None), (~still, rotation)):
+                index = chosen.nonzero().view(-1)
+                noise[index] = perlin_noise(gradient_angles[index], resolution[index], height, width,
+                                            None if turn is None else turn[index])
+            return noise
     step = n if device.type != "cpu" else max(1, _CPU_BLOCK_PIXELS // max(1, height * width))
+    if rotation is None:
+        # The separable evaluation writes each block straight into the output (no full-size copy).
+        noise = torch.empty(n, height, width, dtype=gradient_angles.dtype, device=device)
+        for start in range(0, n, step):  # blocks of samples, not one sample at a time
+            block = slice(start, start + step)
+            _perlin_separable(gradient_angles[block], resolution[block], height, width, noise[block])
+        return noise.unsqueeze(1)
     if step >= n:
         return _perlin_block(gradient_angles, resolution, height, width, rotation)
     noise = torch.empty(n, 1, height, width, dtype=gradient_angles.dtype, device=device)
     for start in range(0, n, step):  # blocks of samples, not one sample at a time
         block = slice(start, start + step)
-        noise[block] = _perlin_block(
-            gradient_angles[block], resolution[block], height, width, None if rotation is None else rotation[block]
-        )
+        noise[block] = _perlin_block(gradient_angles[block], resolution[block], height, width, rotation[block])
     return noise
+
+
+def _unit_gradients(gradient_angles: Tensor) -> tuple[Tensor, Tensor, torch.dtype]:
+    # at least float32: the lattice indices are computed in floating point and must be exact
+    dtype = torch.float64 if gradient_angles.dtype == torch.float64 else torch.float32
+    # cos/sin in float64, rounded once to dtype: the vectorized and scalar kernels may differ in the last bit,
+    # and which one a value meets depends on its position in the batch.
+    wide = gradient_angles.double()
+    return torch.cos(wide).to(dtype), torch.sin(wide).to(dtype), dtype  # (B, Ly, Lx) each
+
+
+def _axis_cells(size: int, cells: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    # Lattice cell and position inside it of each of `size` pixels along an axis with `cells` (B,) cells per
+    # sample: (B, size) integer cells and (B, size) positions in [0, 1), computed as the per-pixel evaluation
+    # does (the pixel index times cells / size, then frac), so both put a pixel in the same cell.
+    pixels = torch.arange(size, device=cells.device, dtype=dtype).view(1, size)
+    coordinate = pixels * (cells.to(dtype).view(-1, 1) / size)
+    inside = torch.frac(coordinate)
+    return coordinate.sub_(inside).long(), inside
+
+
+def _perlin_separable(gradient_angles: Tensor, resolution: Tensor, height: int, width: int, out: Tensor) -> None:
+    """Unrotated Perlin noise of a block of samples through its separable form (same noise as
+    :func:`_perlin_block` without rotation, up to float rounding).
+
+    Blending along the width first, a pixel in lattice row ``j`` at height offset ``fy`` reads
+    ``top = fy * U[j] + V[j]`` and ``bottom = (fy - 1) * U[j + 1] + V[j + 1]``, blended with the height's fade,
+    where ``U[J] = lerp(gy[J, k], gy[J, k + 1], tx)`` and ``V[J] = lerp(fx * gx[J, k], (fx - 1) * gx[J, k + 1],
+    tx)`` are rows of ``W`` values per lattice row ``J`` (``k``, ``fx``, ``tx`` the cell, offset and fade of
+    each column). ``U`` and ``V`` cost ``Ly x W`` values per sample; the full-size work is 4 row copies and
+    7 elementwise steps instead of the ~50 of the per-pixel evaluation, and no per-pixel gather. The noise
+    goes into ``out``, ``(B, H, W)`` in the dtype of the angles.
+    """
+    n, ly, lx = gradient_angles.shape
+    grad_y, grad_x, dtype = _unit_gradients(gradient_angles)
+    row, fy = _axis_cells(height, resolution[:, 0], dtype)  # (B, H)
+    col, fx = _axis_cells(width, resolution[:, 1], dtype)  # (B, W)
+    ty, tx = _fade(fy), _fade(fx)
+    # columns k and k + 1 of every lattice row, for each pixel column: (B, Ly, W)
+    left = col.view(n, 1, width).expand(n, ly, width)
+    gy0, gy1 = grad_y.gather(2, left), grad_y.gather(2, left + 1)
+    gx0, gx1 = grad_x.gather(2, left), grad_x.gather(2, left + 1)
+    fx, tx = fx.view(n, 1, width), tx.view(n, 1, width)
+    # PERLIN_SCALE goes in here, on Ly x W values rather than on the full-size result
+    u = _lerp_(gy0, gy1, tx).mul_(PERLIN_SCALE)  # (B, Ly, W)
+    v = _lerp_(gx0.mul_(fx), gx1.mul_(fx - 1.0), tx).mul_(PERLIN_SCALE)
+    # rows j and j + 1 of U and V for every pixel row: row copies from the (B * Ly, W) tables
+    first = torch.arange(n, device=row.device).view(n, 1) * ly
+    top_rows = row.add_(first).view(-1)  # (B * H,)
+    bottom_rows = top_rows + 1
+    u, v = u.view(n * ly, width), v.view(n * ly, width)
+    fy, ty = fy.view(n, height, 1), ty.view(n, height, 1)
+    top = u.index_select(0, top_rows).view(n, height, width).mul_(fy)
+    top.add_(v.index_select(0, top_rows).view(n, height, width))
+    bottom = u.index_select(0, bottom_rows).view(n, height, width).mul_(fy - 1.0)
+    bottom.add_(v.index_select(0, bottom_rows).view(n, height, width))
+    bottom.sub_(top).mul_(ty)
+    if out.dtype == top.dtype:
+        torch.add(top, bottom, out=out)  # top + ty * (bottom - top), written straight into the output
+    else:  # half-precision angles: evaluated in float32, rounded once into the output
+        out.copy_(top.add_(bottom))
 
 
 def _perlin_block(
@@ -332,13 +420,7 @@ def _perlin_block(
 ) -> Tensor:
     n, ly, lx = gradient_angles.shape
     device = gradient_angles.device
-    # at least float32: the lattice indices below are computed in floating point and must be exact
-    dtype = torch.float64 if gradient_angles.dtype == torch.float64 else torch.float32
-    # cos/sin in float64, rounded once to dtype: the vectorized and scalar kernels may differ in the last bit,
-    # and which one a value meets depends on its position in the batch.
-    wide = gradient_angles.double()
-    grad_y = torch.cos(wide).to(dtype)  # (B, Ly, Lx)
-    grad_x = torch.sin(wide).to(dtype)
+    grad_y, grad_x, dtype = _unit_gradients(gradient_angles)  # (B, Ly, Lx)
     ys = torch.arange(height, device=device, dtype=dtype).view(1, height, 1)
     xs = torch.arange(width, device=device, dtype=dtype).view(1, 1, width)
     inside = None
@@ -398,6 +480,9 @@ def fractal_noise(
     """Sum octaves of :func:`perlin_noise`, each with twice the lattice resolution and ``persistence`` times the
     amplitude of the one before, divided by the sum of the amplitudes so the result stays in [-1, 1].
 
+    The octaves are unrotated, so each takes the separable evaluation of :func:`perlin_noise` (equal to the
+    per-pixel one up to float rounding, see there).
+
     Args:
         gradient_angles: one tensor of gradient angles per octave; octave ``k`` uses ``resolution * 2**k``
             cells, so its lattice must be larger than that.
@@ -426,10 +511,28 @@ def fractal_noise(
         raise ValueError(f"gradient_angles must be a non-empty list of (B, Ly, Lx) tensors, one per octave, got {got}")
     if isinstance(persistence, bool) or not isinstance(persistence, (int, float)) or not 0 < persistence <= 1:
         raise ValueError(f"persistence must be in (0, 1], got {persistence!r}")
-    total, amplitude, amplitudes = None, 1.0, 0.0
     for k, angles in enumerate(gradient_angles):
-        octave = perlin_noise(angles, resolution * 2**k, height, width)
-        total = octave if total is None else total + amplitude * octave
-        amplitudes += amplitude
-        amplitude *= persistence
-    return total / amplitudes
+        _check_lattice(angles, resolution * 2**k, f"gradient_angles[{k}]")
+    n, device = gradient_angles[0].shape[0], gradient_angles[0].device
+    dtype = gradient_angles[0].dtype
+    for angles in gradient_angles[1:]:
+        dtype = torch.promote_types(dtype, angles.dtype)
+    # Octave by octave within each block of samples, so the sum stays in cache: the same operations, in the
+    # same order, as summing whole octaves of perlin_noise, hence the same values.
+    noise = torch.empty(n, height, width, dtype=dtype, device=device)
+    step = n if device.type != "cpu" else max(1, _CPU_BLOCK_PIXELS // max(1, height * width))
+    octave = None
+    for start in range(0, n, step):
+        block = slice(start, start + step)
+        total = noise[block]
+        if octave is None or octave.shape != total.shape:
+            octave = torch.empty_like(total)
+        amplitude, amplitudes = 1.0, 0.0
+        for k, angles in enumerate(gradient_angles):
+            _perlin_separable(angles[block], resolution[block] * 2**k, height, width, octave if k else total)
+            if k:
+                total.add_(octave.mul_(amplitude))
+            amplitudes += amplitude
+            amplitude *= persistence
+        total.div_(amplitudes)
+    return noise.unsqueeze(1)

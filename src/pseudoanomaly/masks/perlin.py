@@ -7,6 +7,9 @@ Reference code (github.com/VitjanZ/DRAEM, ``perlin.py`` and ``data_loader.py``),
 
 NOTE: departures from the reference:
 
+- with ``rotation=(0, 0)`` the noise takes the separable evaluation of :func:`~pseudoanomaly.noise.perlin_noise`,
+  equal to the per-pixel one up to float rounding (at most 1e-5 in float32): against the per-pixel evaluation
+  on the same draws, fewer than 0.1% of mask pixels flip (tested) and coverage is unchanged;
 - the noise is evaluated exactly at the rotated coordinates (:func:`~pseudoanomaly.noise.perlin_noise`) instead of
   rotating a noise image with bilinear interpolation. Interpolation flattens the peaks of the finest
   lattices a little, so masks here cover slightly more: at 256 x 256, against the reference grid rotated with
