@@ -22,7 +22,7 @@ Memory: every configuration runs in a fresh subprocess. On a CPU the figure is t
 peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) over its peak before the measured work (imports, nets
 and in-memory data already there); on CUDA ``torch.cuda.max_memory_allocated``. A configuration whose step is
 projected (from the base's, proportional to pixels x batch) to take longer than ``--max-step-seconds`` is
-skipped and listed as such.
+skipped and listed as such, and so is one projected (likewise) to need more than ``--max-memory-gib``.
 
     python benchmarks/scaling.py                              # all three axes, CPU, 2 threads
     python benchmarks/scaling.py --axis size --axis batch --steps 5
@@ -233,6 +233,15 @@ def _run_worker(kind: str, args, **options) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _default_memory_gib(device: str) -> float:
+    if device.startswith("cuda"):
+        return 0.75 * torch.cuda.get_device_properties(torch.device(device)).total_memory / 2**30
+    try:
+        return 0.75 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows)
+        return 16.0
+
+
 def _memory_label(args) -> str:
     return "peak CUDA memory" if args.device.startswith("cuda") else "peak RSS increase"
 
@@ -246,17 +255,20 @@ def run_steps(args, base: dict, axes: dict, chosen: list[str]) -> dict:
     configs += [("size", s, base["batch"]) for s in axes["size"] if "size" in chosen and s != base["size"]]
     configs += [("batch", base["size"], b) for b in axes["batch"] if "batch" in chosen and b != base["batch"]]
     base_seconds: dict[int, float] = {}
+    base_memory: dict[int, float] = {}  # MiB
     for axis, size, batch in configs:
         for phase in (1, 2):
             if phase in base_seconds:
-                projected = base_seconds[phase] * (size / base["size"]) ** 2 * batch / base["batch"]
-                if projected > args.max_step_seconds:
-                    print(f"| {axis} | {size} x {size} | {batch} | {phase} | skipped: projected {projected:.0f} s/step "
-                          f"> {args.max_step_seconds:g} s | | | | | | |", flush=True)
+                scale = (size / base["size"]) ** 2 * batch / base["batch"]
+                seconds, gib = base_seconds[phase] * scale, base_memory[phase] * scale / 1024
+                if seconds > args.max_step_seconds or gib > args.max_memory_gib:
+                    print(f"| {axis} | {size} x {size} | {batch} | {phase} | skipped: projected {seconds:.0f} s/step, "
+                          f"{gib:.0f} GiB (limits {args.max_step_seconds:g} s, {args.max_memory_gib:.0f} GiB) "
+                          "| | | | | | |", flush=True)
                     continue
             r = _run_worker("step", args, size=size, batch=batch, slices=max(base["slices"], batch), phase=phase)
             if axis == "base":
-                base_seconds[phase] = r["step"]
+                base_seconds[phase], base_memory[phase] = r["step"], r["memory_mib"]
             ms = {k: f"{1e3 * r[k]:.0f} ms" if r[k] < 10 else f"{r[k]:.1f} s" for k in
                   ("compute", "data", "synthesis", "optimizer")}
             print(f"| {axis} | {size} x {size} | {batch} | {phase} | {r['step']:.3f} | {ms['compute']} | {ms['data']} | "
@@ -296,6 +308,9 @@ def main() -> None:
                         help="axes to vary (repeatable; default: all three)")
     parser.add_argument("--max-step-seconds", type=float, default=60.0,
                         help="skip a configuration projected to take longer per step (default: %(default)s)")
+    parser.add_argument("--max-memory-gib", type=float,
+                        help="skip a configuration projected to need more memory (default: 3/4 of the RAM, or of "
+                             "the GPU's memory with --device cuda)")
     parser.add_argument("--quick", action="store_true",
                         help="the base only, at tiny sizes, 1 timed step, in this process: checks that it runs")
     # one configuration in this process (the driver runs each in a fresh subprocess)
@@ -312,6 +327,8 @@ def main() -> None:
         print(json.dumps(result))
         return
     args.in_process = args.quick
+    if args.max_memory_gib is None:
+        args.max_memory_gib = _default_memory_gib(args.device)
     if args.quick:
         args.steps = 1
     base, axes = (QUICK_BASE, QUICK_AXES) if args.quick else (BASE, AXES)
