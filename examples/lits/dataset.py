@@ -296,7 +296,11 @@ def load_prepared(
     if not chosen:
         raise ValueError(f"{directory}: no slices selected (cases {names}, stride {stride}, max_slices {max_slices})")
 
-    images, livers, tumors, case_index, slice_index, voxel_mm = [], [], [], [], [], []
+    # The slices go straight into arrays of the whole selection (no list of per-volume copies to concatenate,
+    # which held the set twice: 5.8 GiB to load 7,000 slices of 256 x 256 that take 2.6 GiB).
+    image_np = liver_np = tumor_np = None
+    filled = 0
+    case_index, slice_index, voxel_mm = [], [], []
     for ci, name in enumerate(names):
         positions = [p for c, p in chosen if c == ci]
         if not positions:
@@ -311,9 +315,17 @@ def load_prepared(
         if len(volume.images) != counts[ci]:
             raise ValueError(f"{directory / entries[name]['file']}: {len(volume.images)} slices, the manifest says "
                              f"{counts[ci]}; run prepare again")
-        images.append(volume.images[positions])
-        livers.append(volume.liver[positions])
-        tumors.append(volume.tumor[positions])
+        if image_np is None:
+            shape = (len(chosen), *volume.images.shape[1:])
+            image_np = np.empty(shape, volume.images.dtype)
+            liver_np, tumor_np = np.empty(shape, volume.liver.dtype), np.empty(shape, volume.tumor.dtype)
+        elif volume.images.shape[1:] != image_np.shape[1:]:
+            raise ValueError(f"{path}: slices of {tuple(volume.images.shape[1:])}, the set's others are "
+                             f"{tuple(image_np.shape[1:])}; prepare the set again with one --size")
+        rows = slice(filled, filled + len(positions))
+        image_np[rows], liver_np[rows], tumor_np[rows] = (volume.images[positions], volume.liver[positions],
+                                                          volume.tumor[positions])
+        filled += len(positions)
         case_index += [ci] * len(positions)
         slice_index += volume.geometry.slices[positions].tolist()
         # (slices, rows, columns) in mm: a box of (rows, columns) source pixels becomes the slice's side
@@ -323,15 +335,16 @@ def load_prepared(
         voxel_mm.append(np.stack([np.full(len(positions), z_mm), (boxes[:, 1] - boxes[:, 0]) * y_mm / side,
                                   (boxes[:, 3] - boxes[:, 2]) * x_mm / side], axis=1))
 
-    image_t = torch.from_numpy(np.concatenate(images))[:, None]  # (N, 1, S, S)
-    liver_t = torch.from_numpy(np.concatenate(livers))[:, None]
-    tumor_t = torch.from_numpy(np.concatenate(tumors))[:, None]
+    image_t = torch.from_numpy(image_np)[:, None]  # (N, 1, S, S)
+    liver_t = torch.from_numpy(liver_np)[:, None]
+    tumor_t = torch.from_numpy(tumor_np)[:, None]
     if size is not None and size != image_t.shape[-1]:
         image_t, liver_t, tumor_t = resize_slices(image_t, liver_t, size, tumor_t)
+    tumor_t &= liver_t  # in place: the tumor only inside the liver
     return PreparedSet(
         images=image_t.contiguous(),
         foreground=liver_t.contiguous(),
-        tumor=(tumor_t & liver_t).contiguous(),
+        tumor=tumor_t.contiguous(),
         case_index=torch.tensor(case_index, dtype=torch.int64),
         slice_index=torch.tensor(slice_index, dtype=torch.int64),
         cases=names,

@@ -286,9 +286,13 @@ def preprocess_volume(
     def slices_of(a):  # (Z, rows, cols) radiological view of the canonical volume
         return _radiological(_canonical(np.asanyarray(a), orientation))
 
+    def nonzero(mask):  # a bool mask as it is (a view, not a volume-sized copy), any other as mask != 0
+        mask = np.asanyarray(mask)
+        return mask if mask.dtype == bool else mask != 0
+
     hu_s = slices_of(hu)
-    liver_s = slices_of(np.asanyarray(liver) != 0)
-    tumor_s = slices_of(np.asanyarray(tumor) != 0) if tumor is not None else None
+    liver_s = slices_of(nonzero(liver))
+    tumor_s = slices_of(nonzero(tumor)) if tumor is not None else None
     _, rows, cols = liver_s.shape
 
     area = liver_s.sum(axis=(1, 2))

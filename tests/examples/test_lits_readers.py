@@ -443,3 +443,47 @@ def test_lesions_go_into_a_chaos_scan_on_its_own_grid(pydicom, tmp_path):
     hu = np.asarray(volume.dataobj)
     np.testing.assert_array_equal(hu[~case.liver], case.hu[~case.liver])  # the scan is unchanged outside the liver
     assert (hu[seg == 2] != case.hu[seg == 2]).any()
+
+
+@pytest.mark.parametrize("stored, slope, inter, expected", [
+    (np.int16, 1.0, -1024.0, np.int16),  # as DICOM conversions often write CT
+    (np.uint16, 2.0, -2048.0, np.int16),
+    (np.uint16, 1.0, -32768.0, np.int32),  # beyond int16 on the way: int32
+    (np.int16, 1.0, -1024.5, np.float64),  # a fractional intercept: nibabel's float64, as before
+    (np.int16, 0.5, 0.0, np.float64),
+])
+def test_scaled_integer_nifti_reads_as_exact_integers(tmp_path, stored, slope, inter, expected):
+    """An integer file with an integer slope and intercept reads as the same values in int16 / int32, not in
+    nibabel's float64 (4x the file's memory for int16), and prepares to the same slices bit for bit."""
+    rng = np.random.default_rng(0)
+    low = 30000 if inter == -32768.0 else (0 if np.dtype(stored).kind == "u" else -1000)
+    raw = rng.integers(low, low + 3000, (48, 40, 16)).astype(stored)
+    affine = np.diag([0.8, 0.8, 2.5, 1.0])
+    image = nib.Nifti1Image(raw, affine)
+    image.header.set_slope_inter(slope, inter)
+    nib.save(image, tmp_path / "ct.nii")
+    data, _ = load_nifti(tmp_path / "ct.nii")
+    reference = np.asanyarray(nib.load(tmp_path / "ct.nii").dataobj)  # nibabel's own scaling
+    assert data.dtype == expected
+    assert np.array_equal(data, reference)
+
+    # prepare: the same slices from the scaled file as from the same HU stored as float64 without scaling
+    hu = np.full((48, 40, 16), -1000, np.int16)
+    hu[8:40, 8:32] = rng.integers(0, 200, (32, 24, 16))
+    label = np.zeros(hu.shape, np.uint8)
+    label[12:36, 10:30, 2:14] = 1
+    scaled = nib.Nifti1Image((hu + 1024).astype(np.int16), affine)
+    scaled.header.set_slope_inter(1.0, -1024.0)
+    nib.save(scaled, tmp_path / "scaled.nii")
+    nib.save(nib.Nifti1Image(hu.astype(np.float64), affine), tmp_path / "plain.nii")
+    nib.save(nib.Nifti1Image(label, affine), tmp_path / "label.nii")
+    volumes = []
+    for name in ("scaled", "plain"):
+        for preset in (PrepareConfig(size=16), PrepareConfig(size=16, crop="volume", equalize=False, liver_window=200)):
+            out = tmp_path / f"out-{name}-{preset.crop}"
+            prepare("pair", None, out, preset, image=tmp_path / f"{name}.nii", mask=tmp_path / "label.nii",
+                    progress=False)
+            volumes.append(load_prepared_volume(out / "volumes" / f"{name}.npz"))
+    for a, b in zip(volumes[:2], volumes[2:]):
+        assert a.images.tobytes() == b.images.tobytes() and np.array_equal(a.liver, b.liver)
+        assert np.array_equal(a.geometry.boxes, b.geometry.boxes)
