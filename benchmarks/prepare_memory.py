@@ -18,7 +18,6 @@ float32 (4 bytes a voxel).
     python benchmarks/prepare_memory.py --shape 512 512 300 --variant int16 --preset cpu
     python benchmarks/prepare_memory.py --quick               # 64 x 64 x 40: checks that it runs (tests)
 
-Run it from the repository root (``examples`` must be importable, e.g. ``PYTHONPATH=src:.``).
 """
 
 from __future__ import annotations
@@ -112,7 +111,8 @@ def main() -> None:
         if not args.quick:  # (--quick: its volume is the baseline's)
             (tmp / "tiny").mkdir()
             image, mask = write_case(tmp / "tiny", TINY, VARIANTS[0])
-            _, imports = run_child(prepare + ["--image", str(image), "--mask", str(mask), "--out", str(tmp / "tiny/out")])
+            tiny = ["--image", str(image), "--mask", str(mask), "--out", str(tmp / "tiny/out")]
+            _, imports = run_child(prepare + tiny)
             print(f"| (baseline: imports, a {' x '.join(map(str, TINY))} volume) | cpu | | {imports:,.0f} MiB | | | |",
                   flush=True)
         for variant in variants:

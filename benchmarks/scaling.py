@@ -30,7 +30,6 @@ skipped and listed as such, and so is one projected (likewise) to need more than
     python benchmarks/scaling.py --device cuda --max-step-seconds 600
     python benchmarks/scaling.py --quick                      # tiny sizes: checks that it runs (tests)
 
-Run it from the repository root (``examples`` must be importable, e.g. ``PYTHONPATH=src:.``).
 """
 
 from __future__ import annotations
@@ -58,6 +57,7 @@ QUICK_BASE = {"size": 32, "batch": 2, "slices": 16}
 QUICK_AXES = {"size": (32,), "batch": (2,), "cohort": (16,)}
 SLICES_PER_VOLUME = 70
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from anywhere: examples/ is not installed
 
 
 def _peak_rss_mib() -> float:
@@ -271,7 +271,8 @@ def run_steps(args, base: dict, axes: dict, chosen: list[str]) -> dict:
                 base_seconds[phase], base_memory[phase] = r["step"], r["memory_mib"]
             ms = {k: f"{1e3 * r[k]:.0f} ms" if r[k] < 10 else f"{r[k]:.1f} s" for k in
                   ("compute", "data", "synthesis", "optimizer")}
-            print(f"| {axis} | {size} x {size} | {batch} | {phase} | {r['step']:.3f} | {ms['compute']} | {ms['data']} | "
+            print(f"| {axis} | {size} x {size} | {batch} | {phase} | {r['step']:.3f} | {ms['compute']} | "
+                  f"{ms['data']} | "
                   f"{ms['synthesis']} | {ms['optimizer']} | {1 - r['compute'] / r['step']:.1%} | "
                   f"{r['memory_mib']:,.0f} MiB |", flush=True)
     return base_seconds
@@ -294,8 +295,9 @@ def run_cohort(args, base: dict, axes: dict, base_seconds: dict) -> None:
                 steps = r["slices"] // base["batch"]
                 epochs = [f"{steps * base_seconds[p]:,.0f} s" if p in base_seconds else "n/a" for p in (1, 2)]
                 loaded = "all" if max_slices is None else f"max_slices {max_slices} (cpu preset)"
-                print(f"| {slices:,} | {r['files_mib']:,.0f} MiB | {loaded}: {r['slices']:,} | {r['held_mib']:,.0f} MiB "
-                      f"| {r['seconds']:.2f} | {r['memory_mib']:,.0f} MiB | {steps:,} | {epochs[0]} | {epochs[1]} |",
+                print(f"| {slices:,} | {r['files_mib']:,.0f} MiB | {loaded}: {r['slices']:,} | "
+                      f"{r['held_mib']:,.0f} MiB | {r['seconds']:.2f} | {r['memory_mib']:,.0f} MiB | {steps:,} | "
+                      f"{epochs[0]} | {epochs[1]} |",
                       flush=True)
 
 

@@ -205,7 +205,8 @@ def main() -> None:
             seconds, flops = time_inference(args, sync, precision, channels_last)
             layout = "channels-last" if channels_last else "default layout"
             print(f"inference (AnomalySegmenter, batch {args.infer_batch}, {precision}, {layout}): "
-                  f"{seconds * 1e3:8.2f} ms/slice, {flops / seconds / 1e9:6.0f} GFLOP/s ({flops / 1e9:.1f} GFLOP/slice)")
+                  f"{seconds * 1e3:8.2f} ms/slice, {flops / seconds / 1e9:6.0f} GFLOP/s "
+                  f"({flops / 1e9:.1f} GFLOP/slice)")
 
 
 if __name__ == "__main__":

@@ -93,7 +93,11 @@ def test_bad_settings_fail_at_construction(kwargs, message):
         IntensityShift(**kwargs)
 
 
-@given(st.integers(0, 2**31), st.sampled_from([(0.0, 1.0), (-1.0, 1.0)]), st.sampled_from([torch.float32, torch.float64]))
+@given(
+    st.integers(0, 2**31),
+    st.sampled_from([(0.0, 1.0), (-1.0, 1.0)]),
+    st.sampled_from([torch.float32, torch.float64]),
+)
 def test_painting_with_float_masks_gives_the_same_bits_as_with_bool_masks(seed, value_range, dtype):
     # PseudoAnomaly hands its float masks to paint, which then adds masks * shift and clips; that must be
     # exactly the fill inside and the image outside, including pixels at the ends of the value range.
