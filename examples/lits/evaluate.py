@@ -42,6 +42,7 @@ def evaluate(
     *,
     device: str = "auto",
     batch_size: int = INFER_BATCH,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Score the run's segmenter on the prepared tumor slices in ``data``; write ``out/metrics.json``, the
     figures and ``out/report.md``.
@@ -52,13 +53,14 @@ def evaluate(
         out: report folder (created).
         device: where inference runs (``"auto"``: CUDA when available).
         batch_size: slices per forward pass.
+        precision: ``"fp32"``, or ``"bf16"`` (bfloat16 autocast, channels-last nets; see ``--precision``).
 
     Returns:
         The metrics written to ``metrics.json``.
     """
     start = time.perf_counter()
     device = pick_device(device)
-    segmenter, meta = load_run(run, device, batch_size)
+    segmenter, meta = load_run(run, device, batch_size, precision)
     test = load_slices(data, meta["size"])
     if not bool(test.tumor.any()):
         raise ValueError(f"{data}: no tumor pixels in these slices; evaluate needs a tumor data set (prepare "
@@ -140,7 +142,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``evaluate`` from parsed arguments."""
-    metrics = evaluate(args.run, args.data, args.out, device=args.device, batch_size=args.batch_size)
+    metrics = evaluate(args.run, args.data, args.out, device=args.device, batch_size=args.batch_size,
+                       precision=args.precision)
     print(headline(metrics))
     for warning in metrics["warnings"]:
         print(f"warning: {warning}")

@@ -26,6 +26,8 @@ from pseudoanomaly.io import atomic_write
 from pseudoanomaly.models import AnomalySegmenter, ReconstructiveAE, RestorationUNet, SegmentationNet
 from pseudoanomaly.training import load_checkpoint, load_segmenter
 
+from .arguments import INFER_PRECISIONS
+
 __all__ = [
     "RunFiles", "load_run", "build_nets", "seeded_nets", "write_json", "finite", "pick_device", "INFER_BATCH",
     "SEGMENTER_FORMAT",
@@ -104,8 +106,8 @@ def finite(value: Any) -> Any:
     return value
 
 
-def load_run(run: str | os.PathLike, device: str = "cpu", batch_size: int | None = INFER_BATCH
-             ) -> tuple[AnomalySegmenter, dict[str, Any]]:
+def load_run(run: str | os.PathLike, device: str = "cpu", batch_size: int | None = INFER_BATCH,
+             precision: str = "fp32") -> tuple[AnomalySegmenter, dict[str, Any]]:
     """The trained segmenter of a run folder (in eval mode, on ``device``) and its metadata.
 
     Args:
@@ -113,6 +115,8 @@ def load_run(run: str | os.PathLike, device: str = "cpu", batch_size: int | None
         device: where the nets go.
         batch_size: images per forward pass of the segmenter (inputs may stay on the CPU: each chunk goes to
             ``device`` and its map comes back).
+        precision: ``"fp32"``, or ``"bf16"`` for bfloat16 autocast with channels-last nets (see
+            :class:`~pseudoanomaly.models.AnomalySegmenter`).
 
     Returns:
         ``(segmenter, meta)``: ``meta`` has ``architecture``, ``size`` and ``prepare_config``.
@@ -135,5 +139,9 @@ def load_run(run: str | os.PathLike, device: str = "cpu", batch_size: int | None
     if meta.get("format") != SEGMENTER_FORMAT:
         raise ValueError(f"{path}: not a segmenter written by `train` (format {meta.get('format')!r})")
     restoration, segmentation = build_nets(meta["architecture"])
-    segmenter = load_segmenter(AnomalySegmenter(restoration, segmentation, batch_size=batch_size), path)
+    if precision not in INFER_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(INFER_PRECISIONS)}, got {precision!r}")
+    segmenter = AnomalySegmenter(restoration, segmentation, batch_size=batch_size, precision=precision,
+                                 channels_last=precision == "bf16")
+    segmenter = load_segmenter(segmenter, path)
     return segmenter.to(device).eval(), meta

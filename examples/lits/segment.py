@@ -95,10 +95,10 @@ class _Prediction:
 class _Predictor:
     """A trained run, loaded once, that maps scans to tumor probabilities in their own grid."""
 
-    def __init__(self, run: str | os.PathLike, device: str, batch_size: int) -> None:
+    def __init__(self, run: str | os.PathLike, device: str, batch_size: int, precision: str = "fp32") -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.segmenter, meta = load_run(run, pick_device(device), batch_size)
+        self.segmenter, meta = load_run(run, pick_device(device), batch_size, precision)
         if not meta.get("prepare_config"):
             raise ValueError(f"{run}: the run does not record its preprocessing; retrain it with this version")
         self.config = PrepareConfig(**meta["prepare_config"])
@@ -153,6 +153,7 @@ def segment(
     *,
     device: str = "auto",
     batch_size: int = INFER_BATCH,
+    precision: str = "fp32",
 ) -> SegmentResult:
     """Write the tumor probability map of ``image`` (a CT in HU) inside ``liver`` to ``out`` (NIfTI).
 
@@ -164,6 +165,7 @@ def segment(
         out: the ``.nii`` / ``.nii.gz`` file to write (float32 probabilities).
         device: where inference runs.
         batch_size: slices per forward pass.
+        precision: ``"fp32"``, or ``"bf16"`` (bfloat16 autocast, channels-last nets; see ``--precision``).
 
     Returns:
         A :class:`SegmentResult`.
@@ -173,7 +175,7 @@ def segment(
         raise ValueError(f"{out}: the output must end in .nii or .nii.gz")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"{out.parent}: no such folder for --out")
-    prediction = _Predictor(run, device, batch_size)(image, liver)
+    prediction = _Predictor(run, device, batch_size, precision)(image, liver)
     _save_nifti(prediction.probability, prediction.affine, out, reference=Path(image))
     tumor = prediction.probability > REPORT_THRESHOLD
     return SegmentResult(out, prediction.slices, float(tumor.sum()) * _voxel_ml(prediction.affine),
@@ -247,6 +249,7 @@ def segment_folder(
     png: bool = False,
     device: str = "auto",
     batch_size: int = INFER_BATCH,
+    precision: str = "fp32",
     print_fn: Callable[[str], Any] = print,
 ) -> list[SegmentResult]:
     """Segment every scan of ``inputs`` (see :func:`find_scans`) into ``out_dir``, as the module describes.
@@ -263,6 +266,7 @@ def segment_folder(
         png: also write ``<case>.png``, axial slices through the largest predicted tumors.
         device: where inference runs.
         batch_size: slices per forward pass.
+        precision: ``"fp32"``, or ``"bf16"`` (bfloat16 autocast, channels-last nets; see ``--precision``).
         print_fn: receives one line per case.
 
     Returns:
@@ -286,7 +290,7 @@ def segment_folder(
         if _header_shape(liver) != _header_shape(scan):
             raise ValueError(f"{liver}: liver mask shape {_header_shape(liver)} differs from the image's "
                              f"{_header_shape(scan)} ({scan})")
-    predictor = _Predictor(run, device, batch_size)
+    predictor = _Predictor(run, device, batch_size, precision)
     out_dir.mkdir(parents=True, exist_ok=True)
     results, rows = [], []
     for scan, liver in pairs:
@@ -412,14 +416,15 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError("a folder needs both -i DIR_OR_FILE and -o DIR")
         results = segment_folder(args.run, args.input, args.output, livers=args.livers, threshold=args.threshold,
                                  save_probabilities=args.save_probabilities, png=args.png, device=args.device,
-                                 batch_size=args.batch_size)
+                                 batch_size=args.batch_size, precision=args.precision)
         print(f"segmented {len(results)} scans; wrote {Path(args.output) / SUMMARY}")
         return 0
     if len(given_one) < 3:
         missing = [flag for flag in one if flag not in given_one]
         raise ValueError(f"one scan needs --image, --liver and --out (missing {' '.join(missing)}); "
                          "a folder: -i DIR -o DIR")
-    result = segment(args.run, args.image, args.liver, args.out, device=args.device, batch_size=args.batch_size)
+    result = segment(args.run, args.image, args.liver, args.out, device=args.device, batch_size=args.batch_size,
+                     precision=args.precision)
     print(f"segmented {result.slices} liver slices; tumor at p > {REPORT_THRESHOLD}: {result.tumor_ml:.1f} mL "
           f"(max probability {result.max_probability:.2f}); wrote {result.out}")
     return 0

@@ -181,3 +181,19 @@ def test_nnunet_named_scans_are_cases_without_the_channel_suffix(scans, tmp_path
                                                              "summary.json"])
     source, labels = nib.load(images / f"liver_001_0000{suffix}"), nib.load(out / f"liver_001{suffix}")
     assert labels.shape == source.shape and np.allclose(labels.affine, source.affine)
+
+
+def test_bf16_precision_gives_the_fp32_probabilities_within_bfloat16_rounding(scans, tmp_path, capsys):
+    written = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        code, _, _ = cli(capsys, "segment", "--run", scans["run"], "-i", scans["scans"], "--livers",
+                         scans["livers"], "-o", out, "--precision", precision)
+        assert code == 0
+        written[precision] = {p.name: np.asarray(nib.load(p).dataobj) for p in sorted(out.glob("*.nii*"))}
+    assert written["fp32"].keys() == written["bf16"].keys() and written["fp32"]
+    for name, fp32 in written["fp32"].items():
+        bf16 = written["bf16"][name]
+        assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
+        assert np.array_equal(bf16 > 0, fp32 > 0)  # zero outside the liver either way
+        assert np.abs(bf16 - fp32).max() < 0.05 and not np.array_equal(bf16, fp32)
