@@ -15,9 +15,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "pseudoanomaly"
 ALLOWED = {
     "_checks": set(),
     "_random": set(),
+    "_filters": set(),
     "io": set(),
-    "noise": {"_checks"},
-    "noise3d": {"_checks"},
+    "noise": {"_checks", "_filters"},
+    "noise3d": {"_checks", "_filters"},
     "losses": {"_checks"},
     "metrics": {"_checks"},
     "models": {"_checks"},

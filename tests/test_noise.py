@@ -89,7 +89,7 @@ print(" ".join(sorted(m for m in sys.modules if m.startswith("pseudoanomaly.")))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["pseudoanomaly._checks", "pseudoanomaly.noise"]
+    assert result.stdout.split() == ["pseudoanomaly._checks", "pseudoanomaly._filters", "pseudoanomaly.noise"]
 
 
 def test_masks_functional_keeps_the_noise_names():

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_positive
+from ._filters import _blur_matrix
 
 __all__ = [
     "noise_grid_shape",
@@ -34,33 +35,6 @@ __all__ = [
 
 
 # -- Gaussian-blurred white noise (the paper's masks) -----------------------------------------------------
-
-def _gaussian_1d(sigma: float, device, dtype) -> Tensor:
-    # 3 sigma either side keeps >99.7% of the mass; for sigma 15 that is the released code's 91 taps
-    radius = math.ceil(3.0 * sigma)
-    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-    k = torch.exp(-(x * x) / (2 * sigma * sigma))
-    return k / k.sum()
-
-
-@lru_cache(maxsize=64)
-def _blur_matrix(n: int, sigma: float) -> np.ndarray:
-    """``(n, n)`` matrix of a Gaussian blur of ``sigma`` along an axis of ``n`` samples: reflect-101 borders (the
-    mirror image without repeating the edge sample, as ``cv2.BORDER_REFLECT_101``), or replicate ones when the
-    kernel's radius reaches past the axis (a mirror would fold more than once)."""
-    kernel = _gaussian_1d(sigma, "cpu", torch.float64).numpy()
-    r = kernel.size // 2
-    source = np.arange(n)[:, None] + np.arange(-r, r + 1)[None, :]  # (n, taps): sample read by each tap
-    if r < n:
-        source = np.abs(source)
-        source = np.where(source > n - 1, 2 * (n - 1) - source, source)
-    else:
-        source = source.clip(0, n - 1)
-    matrix = np.zeros((n, n))
-    np.add.at(matrix, (np.repeat(np.arange(n), kernel.size), source.ravel()), np.tile(kernel, n))
-    matrix.setflags(write=False)
-    return matrix
-
 
 @lru_cache(maxsize=64)
 def _field_matrix(n: int, grid: int, factor: int, sigma: float) -> np.ndarray:

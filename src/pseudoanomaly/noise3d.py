@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import check_positive, check_spacing
-from .noise import _blur_matrix
+from ._filters import _blur_matrix
 
 __all__ = ["volume_sigmas", "volume_noise_grid_shape", "smooth_volume_field", "perlin_volume", "fractal_volume",
            "random_unit_vectors", "PERLIN_SCALE_3D"]
