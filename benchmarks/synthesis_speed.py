@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 
 import cv2
 import numpy as np
 import torch
+
+from _timing import median_seconds  # benchmarks/, on the path of a script run from there
 
 from pseudoanomaly import presets
 
@@ -49,18 +49,6 @@ def released_recipe(image: np.ndarray, rng: np.random.Generator, kernel: np.ndar
     return out, mask
 
 
-def time_median(fn, repeats: int, sync=lambda: None) -> float:
-    fn()  # warm-up
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -80,7 +68,7 @@ def main() -> None:
     foreground = images > 0
     synth = presets.zhang2023().to(device)
     generator = torch.Generator(device=device).manual_seed(0)
-    ours = time_median(lambda: synth(images, foreground, generator=generator), args.repeats, sync)
+    ours = median_seconds(lambda: synth(images, foreground, generator=generator), args.repeats, sync)
 
     print(f"machine: {platform.node()} | {platform.processor() or platform.machine()} | torch {torch.__version__}"
           f" | opencv {cv2.__version__} | threads {args.threads}")
@@ -89,7 +77,7 @@ def main() -> None:
     if device.type == "cpu":
         rng = np.random.default_rng(0)
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
-        loop = time_median(lambda: [released_recipe(im, rng, kernel) for im in batch], args.repeats)
+        loop = median_seconds(lambda: [released_recipe(im, rng, kernel) for im in batch], args.repeats)
         print(f"released recipe (per-image OpenCV): {loop * 1e3:9.1f} ms/batch  {args.batch / loop:10.0f} images/s")
         print(f"speed-up: {loop / ours:.1f}x")
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
+
+from _timing import median_seconds  # benchmarks/, on the path of a script run from there
 
 from pseudoanomaly import presets
 from pseudoanomaly.models import AnomalySegmenter, RestorationUNet, SegmentationNet
@@ -88,18 +89,6 @@ def time_phase(phase: int, steps: int, data, args, sync) -> tuple[float, float]:
     total = run(steps) - setup
     synthesis = timed.seconds  # run(0) makes no synthesis call
     return total / steps, synthesis / total
-
-
-def median_seconds(fn, repeats: int, sync) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def peak_gflops(device: str, dtype: torch.dtype, sync, repeats: int = 5) -> tuple[float, float]:

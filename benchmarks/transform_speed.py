@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
+
+from _timing import median_seconds  # benchmarks/, on the path of a script run from there
 
 from pseudoanomaly import masks, overlays
 
@@ -35,18 +34,6 @@ def cases(channels: int) -> dict[str, tuple[torch.nn.Module, str]]:
         "TextureBlend(noise)": (overlays.TextureBlend(), "overlay"),
         "PatchBlend": (overlays.PatchBlend(), "overlay"),
     }
-
-
-def median_seconds(call: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
-    call()  # warm-up (allocations, kernel selection)
-    times = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        call()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
