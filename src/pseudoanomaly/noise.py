@@ -141,9 +141,15 @@ def smooth_field(
     # Blur and upsampling along an axis are one (H x h) matrix, so the field is rows @ noise @ columns.T: two
     # small matrix products, several times faster on a CPU than a padded separable convolution followed by an
     # interpolation (and exact to float rounding, in float64 when building the matrices).
-    rows, columns = (torch.tensor(_field_matrix(n, g, f, s), device=noise.device, dtype=noise.dtype)
-                     for n, g in ((height, gh), (width, gw)))
+    rows, columns = (_field_tensor(n, g, f, s, noise.device, noise.dtype) for n, g in ((height, gh), (width, gw)))
     return rows @ noise @ columns.T
+
+
+@lru_cache(maxsize=64)
+def _field_tensor(n: int, grid: int, factor: int, sigma: float, device: torch.device, dtype: torch.dtype) -> Tensor:
+    # _field_matrix on the field's device and in its dtype, made once: a mask generator calls smooth_field for
+    # every block of every batch with the same sizes
+    return torch.tensor(_field_matrix(n, grid, factor, sigma), device=device, dtype=dtype)
 
 
 def _sample_extremes(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -206,6 +212,12 @@ _FRAME_TOLERANCE = 1e-3
 # pixels keep them in cache and run about twice as fast (measured at 64 x 256 x 256). A GPU takes the whole
 # batch at once.
 _CPU_BLOCK_PIXELS = 2**18
+
+
+def _block_size(n: int, pixels: int, device: torch.device) -> int:
+    """Samples per block of a batch of ``n`` with ``pixels`` each: the whole batch on a GPU, blocks of about
+    ``_CPU_BLOCK_PIXELS`` on a CPU (see there)."""
+    return n if device.type != "cpu" else max(1, _CPU_BLOCK_PIXELS // max(1, pixels))
 
 
 def _fade(t: Tensor) -> Tensor:
@@ -311,7 +323,7 @@ def perlin_noise(
                 noise[index] = perlin_noise(gradient_angles[index], resolution[index], height, width,
                                             None if turn is None else turn[index])
             return noise
-    step = n if device.type != "cpu" else max(1, _CPU_BLOCK_PIXELS // max(1, height * width))
+    step = _block_size(n, height * width, device)
     if rotation is None:
         # The separable evaluation writes each block straight into the output (no full-size copy).
         noise = torch.empty(n, height, width, dtype=gradient_angles.dtype, device=device)
@@ -494,7 +506,7 @@ def fractal_noise(
     # Octave by octave within each block of samples, so the sum stays in cache: the same operations, in the
     # same order, as summing whole octaves of perlin_noise, hence the same values.
     noise = torch.empty(n, height, width, dtype=dtype, device=device)
-    step = n if device.type != "cpu" else max(1, _CPU_BLOCK_PIXELS // max(1, height * width))
+    step = _block_size(n, height * width, device)
     octave = None
     for start in range(0, n, step):
         block = slice(start, start + step)

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from .._checks import check_non_negative, check_odd_size, check_open_unit, check_positive, check_spacing
 from .._random import random_bytes
-from ..noise import _CPU_BLOCK_PIXELS, _sample_extremes, minmax_stretch, noise_grid_shape, smooth_field
+from ..noise import _block_size, _sample_extremes, minmax_stretch, noise_grid_shape, smooth_field
 from ..noise3d import smooth_volume_field, volume_noise_grid_shape
 from .base import MaskGenerator, Params
 from .morphology import MORPHOLOGY_BACKENDS, binary_morphology, elliptical_kernel
@@ -162,7 +162,7 @@ class BlurredNoiseMask(MaskGenerator):
             # On a CPU, a few images at a time: the field and the dither of a block stay in cache, and the
             # temporaries, reused block after block, spare the fresh pages a whole-batch field would fault in
             # (measured: 16,000 page faults and a third of the time of a batch of 64 at 256 x 256).
-            step = len(noise) if noise.device.type != "cpu" else max(1, _CPU_BLOCK_PIXELS // (height * width))
+            step = _block_size(len(noise), height * width, noise.device)
             for start in range(0, len(noise), step):
                 block = slice(start, start + step)
                 levels = smooth_field(

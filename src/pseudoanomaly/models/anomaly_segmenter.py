@@ -41,8 +41,8 @@ class AnomalySegmenter(nn.Module):
             on a GPU chunk by chunk.
         precision: ``"fp32"``, or ``"bf16"`` for bfloat16 autocast on the networks' device (CPU or CUDA; the
             maps still come back in float32). On a CPU with AMX or AVX-512 BF16 it is about 2-3x faster than
-            fp32 (the released nets at 256 x 256: 584 against 1,686 ms per slice with ``channels_last``, dev VM,
-            ``benchmarks/training_speed.py``); elsewhere it may be slower. The probabilities differ from fp32 by
+            fp32 (the released nets at 256 x 256: 558 against 1,625 ms per slice with ``channels_last``, 2-core dev
+            VM, ``benchmarks/training_speed.py``); elsewhere it may be slower. The probabilities differ from fp32 by
             bfloat16 rounding (up to about 0.002 on untrained nets): validate a threshold in the precision you
             deploy.
         channels_last: convert the networks' parameters to the channels-last memory format (in place, at
