@@ -50,7 +50,7 @@ def test_elliptical_kernel_rejects_bad_sizes(size):
     size=st.sampled_from([1, 3, 5, 7, 9, 11]),
     density=st.floats(0.05, 0.95),
     op=st.sampled_from(sorted(OPS)),
-    backend=st.sampled_from(["torch", "opencv"]),
+    backend=st.sampled_from(["torch", "opencv", "packed"]),
 )
 def test_morphology_equals_cv2_morphologyex(seed, h, w, size, density, op, backend):
     masks = random_masks(seed, 2, h, w, density)
@@ -67,7 +67,7 @@ def test_morphology_equals_cv2_morphologyex(seed, h, w, size, density, op, backe
 def test_opening_is_anti_extensive_closing_extensive_both_idempotent(seed, size, density):
     masks = random_masks(seed, 3, 32, 29, density)
     kernel = elliptical_kernel(size)
-    for backend in ("torch", "opencv"):
+    for backend in ("torch", "opencv", "packed"):
         opened = binary_opening(masks, kernel, backend)
         closed = binary_closing(masks, kernel, backend)
         assert bool((opened <= masks).all()), "opening must only remove pixels"
@@ -81,7 +81,10 @@ def test_morphology_keeps_dtype_and_accepts_bool():
     k = elliptical_kernel(3)
     assert binary_opening(masks.bool(), k).dtype == torch.bool
     assert binary_opening(masks.double(), k).dtype == torch.float64
-    assert torch.equal(binary_opening(masks.bool(), k, "torch"), binary_opening(masks, k, "torch").bool())
+    for backend in ("torch", "opencv", "packed"):
+        assert binary_opening(masks.bool(), k, backend).dtype == torch.bool
+        assert binary_opening(masks.half(), k, backend).dtype == torch.float16
+        assert torch.equal(binary_opening(masks.bool(), k, backend), binary_opening(masks, k, backend).bool())
 
 
 def test_morphology_rejects_bad_arguments():
@@ -97,7 +100,7 @@ def test_morphology_rejects_bad_arguments():
 def test_morphology_ops_by_name_equal_the_old_letter_codes():
     masks = random_masks(3, 2, 24, 21, 0.5)
     k = elliptical_kernel(5)
-    for backend in ("torch", "opencv"):
+    for backend in ("torch", "opencv", "packed"):
         old = binary_morphology(masks, k, "oc", backend)
         assert torch.equal(binary_morphology(masks, k, ("open", "close"), backend), old)
         assert torch.equal(binary_morphology(masks, k, ["open", "close"], backend), old)
@@ -133,3 +136,49 @@ def test_a_batch_and_a_sequence_of_ops_equal_cv2_image_by_image(seed, b, h, w, k
         for op in ops:
             ref = cv2.morphologyEx(ref, codes[op], k)
         assert np.array_equal(ours[i, 0].numpy().astype(np.uint8), ref), (i, ops)
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    b=st.integers(1, 20),
+    h=st.integers(1, 24),
+    w=st.integers(1, 24),
+    kh=st.sampled_from([1, 3, 5, 9, 15]),
+    kw=st.sampled_from([1, 3, 7, 17]),
+    centre=st.booleans(),
+    ops=st.text(alphabet="deoc", min_size=1, max_size=4),
+)
+def test_packed_backend_equals_cv2_on_batches_across_bytes_and_any_element(seed, b, h, w, kh, kw, centre, ops):
+    # 8 masks share a byte: batches that are not a multiple of 8, elements longer than a power of two, with or
+    # without their centre, and images smaller than the element must all come out as OpenCV's, image by image
+    g = torch.Generator().manual_seed(seed)
+    masks = (torch.rand(b, 1, h, w, generator=g) < 0.5).bool()
+    kernel = torch.rand(kh, kw, generator=g) < 0.7
+    kernel[kh // 2, kw // 2] = centre
+    ours = binary_morphology(masks, kernel, ops, backend="packed")
+    assert ours.dtype == torch.bool and ours.shape == masks.shape
+    codes = {"d": cv2.MORPH_DILATE, "e": cv2.MORPH_ERODE, "o": cv2.MORPH_OPEN, "c": cv2.MORPH_CLOSE}
+    k = kernel.numpy().astype(np.uint8)
+    if not k.any():
+        return  # OpenCV has its own convention for an empty element; see the test below for ours
+    for i in range(b):
+        ref = masks[i, 0].numpy().astype(np.uint8)
+        for op in ops:
+            ref = cv2.morphologyEx(ref, codes[op], k)
+        assert np.array_equal(ours[i, 0].numpy().astype(np.uint8), ref), (i, ops)
+
+
+def test_packed_and_pooling_backends_agree_on_an_empty_element():
+    masks = random_masks(5, 3, 9, 11, 0.5)
+    empty = torch.zeros(3, 3, dtype=torch.bool)
+    for ops in ("d", "e", "oc"):
+        assert torch.equal(binary_morphology(masks, empty, ops, "packed"), binary_morphology(masks, empty, ops, "torch"))
+    assert not binary_dilation(masks, empty, "packed").any() and binary_erosion(masks, empty, "packed").all()
+
+
+def test_default_backend_gives_opencvs_masks_on_a_training_sized_batch():
+    # the default path (bit-packed on CPU) on the paper's element and sizes: 64 masks of 256 x 256
+    masks = random_masks(11, 64, 256, 256, 0.5)
+    masks = torch.nn.functional.avg_pool2d(masks, 9, stride=1, padding=4) > 0.55  # blob-like masks
+    k = elliptical_kernel(9)
+    assert torch.equal(binary_morphology(masks, k, ("open", "close")), binary_morphology(masks, k, "oc", "opencv"))

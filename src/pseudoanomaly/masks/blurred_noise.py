@@ -74,7 +74,7 @@ class BlurredNoiseMask(MaskGenerator):
             ``quantize``); 0 gives an exactly rounded blur.
         downsample: coarsening of the noise grid, see :func:`~pseudoanomaly.noise.smooth_field`.
         backend: morphology backend, see :func:`~pseudoanomaly.masks.functional.binary_opening`; on volumes
-            ``"opencv"`` means the host path (``scipy.ndimage``, the same masks).
+            ``"opencv"`` means the host path (``scipy.ndimage``, the same masks) and ``"packed"`` the default.
         spacing: voxel size ``(z, y, x)`` in mm of the volumes this generator is called on, or ``None``; with it
             ``sigma`` and ``kernel_size`` are in mm. Volumes only (2-D images with a spacing are refused).
         **kwargs: shared options of :class:`~pseudoanomaly.masks.MaskGenerator` (``union``,
@@ -187,7 +187,7 @@ class BlurredNoiseMask(MaskGenerator):
         limit = (lo + self.threshold * (hi - lo)).view(-1, 1, 1, 1, 1)
         masks = (field > limit) & (hi > lo).view(-1, 1, 1, 1, 1)  # (n, 1, D, H, W); a constant field stretches to 0
         if self.kernel3d.numel() > 1:
-            backend = "scipy" if self.backend == "opencv" else self.backend
+            backend = {"opencv": "scipy", "packed": "auto"}.get(self.backend, self.backend)
             masks = binary_morphology(masks, self.kernel3d, ("open", "close"), backend)
         return masks
 
