@@ -57,6 +57,25 @@ def test_smooth_field_checks_the_noise_shape():
         noise_grid_shape(64, 64, -1.0)
 
 
+@pytest.mark.parametrize("shape", [(256, 256, 15.0), (97, 130, 6.0), (40, 33, 2.0)])
+def test_smooth_field_into_a_reused_buffer_is_the_same_field_bit_for_bit(shape):
+    h, w, sigma = shape
+    draws = torch.randn(5, 1, *noise_grid_shape(h, w, sigma), generator=torch.Generator().manual_seed(2))
+    expected = smooth_field(draws, h, w, sigma, scale=3.0, offset=1.5)
+    buffer = torch.full((5, 1, h, w), float("nan"))  # a dirty buffer: nothing of it may survive
+    for _ in range(2):
+        got = smooth_field(draws, h, w, sigma, scale=3.0, offset=1.5, out=buffer)
+        assert got.data_ptr() == buffer.data_ptr() and torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("out", [torch.empty(5, 1, 64, 63), torch.empty(4, 1, 64, 64),
+                                 torch.empty(5, 1, 64, 64, dtype=torch.float64)])
+def test_smooth_field_refuses_an_out_of_another_shape_or_dtype(out):
+    draws = torch.randn(5, 1, *noise_grid_shape(64, 64, 15.0))
+    with pytest.raises(ValueError, match="out must be a torch.float32 tensor of shape \\(5, 1, 64, 64\\)"):
+        smooth_field(draws, 64, 64, 15.0, out=out)
+
+
 @given(seed=st.integers(0, 2**31 - 1))
 def test_minmax_stretch_spans_zero_to_one_and_matches_cv2_normalize(seed):
     g = torch.Generator().manual_seed(seed)

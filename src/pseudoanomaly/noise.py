@@ -97,6 +97,7 @@ def smooth_field(
     *,
     scale: float = 1.0,
     offset: float = 0.0,
+    out: Tensor | None = None,
 ) -> Tensor:
     """Blur standard-normal noise drawn on the grid of :func:`noise_grid_shape` into a smooth random field.
 
@@ -116,9 +117,12 @@ def smooth_field(
             resolution.
         scale: multiplies the field (applied on the coarse grid, where it is cheaper).
         offset: added to the field (likewise).
+        out: a tensor of the output's shape, dtype and device to write the field into, e.g. one buffer reused
+            by a loop over blocks of a batch (on a CPU a fresh output costs as much as the product: its pages
+            are faulted in anew each time).
 
     Returns:
-        ``offset + scale * field``, same dtype and device as ``noise``.
+        ``offset + scale * field``, same dtype and device as ``noise`` (``out`` when given).
 
     Shape:
         - noise: :math:`(B, 1, h, w)` with ``(h, w) = noise_grid_shape(H, W, sigma, downsample)``
@@ -142,7 +146,13 @@ def smooth_field(
     # small matrix products, several times faster on a CPU than a padded separable convolution followed by an
     # interpolation (and exact to float rounding, in float64 when building the matrices).
     rows, columns = (_field_tensor(n, g, f, s, noise.device, noise.dtype) for n, g in ((height, gh), (width, gw)))
-    return rows @ noise @ columns.T
+    if out is None:
+        return rows @ noise @ columns.T
+    expected = (noise.shape[0], 1, height, width)
+    if tuple(out.shape) != expected or out.dtype != noise.dtype or out.device != noise.device:
+        raise ValueError(f"out must be a {noise.dtype} tensor of shape {expected} on {noise.device}, got "
+                         f"{out.dtype} {tuple(out.shape)} on {out.device}")
+    return torch.matmul(rows @ noise, columns.T, out=out)  # the same product as above, bit for bit (tested)
 
 
 @lru_cache(maxsize=64)

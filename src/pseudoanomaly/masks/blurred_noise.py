@@ -162,13 +162,19 @@ class BlurredNoiseMask(MaskGenerator):
             # On a CPU, a few images at a time: the field and the dither of a block stay in cache, and the
             # temporaries, reused block after block, spare the fresh pages a whole-batch field would fault in
             # (measured: 16,000 page faults and a third of the time of a batch of 64 at 256 x 256).
+            # One field buffer and one dither buffer serve every block (fresh ones would fault their pages in
+            # again block after block: half the time of the field's matrix products).
             step = _block_size(len(noise), height * width, noise.device)
+            buffers = torch.empty((2, min(step, len(noise)), 1, height, width), dtype=noise.dtype, device=noise.device)
             for start in range(0, len(noise), step):
                 block = slice(start, start + step)
-                levels = smooth_field(
-                    noise[block], height, width, self.sigma, self.downsample, scale=NOISE_STD, offset=offset
-                )  # (step, 1, H, W)
-                self._threshold_8bit(levels, None if dither is None else dither[block], out=masks[block])
+                n = len(noise[block])
+                levels = smooth_field(noise[block], height, width, self.sigma, self.downsample, scale=NOISE_STD,
+                                      offset=offset, out=buffers[0, :n])  # (n, 1, H, W)
+                if dither is not None:
+                    # as floats first: adding the bytes directly takes a mixed-type path several times slower
+                    levels.add_(buffers[1, :n].copy_(dither[block]), alpha=self._dither_amplitude / 128)
+                torch.ge(levels, self._cut_8bit(levels), out=masks[block])
         else:
             field = smooth_field(params["noise"], height, width, self.sigma, self.downsample)
             masks = minmax_stretch(field) > self.threshold
@@ -195,13 +201,6 @@ class BlurredNoiseMask(MaskGenerator):
     def _dither_amplitude(self) -> float:
         # dither bytes u -> amplitude * ((u + 0.5) / 128 - 1), uniform on (-amplitude, amplitude) with rms self.dither
         return self.dither * math.sqrt(3)
-
-    def _threshold_8bit(self, levels: Tensor, dither: Tensor | None, out: Tensor | None = None) -> Tensor:
-        # levels: the blurred field in grey levels, the dither's mean already added; out: bool, levels' shape
-        if dither is not None:
-            # as floats first: adding the bytes directly takes a mixed-type path several times slower
-            levels.add_(dither.to(levels.dtype), alpha=self._dither_amplitude / 128)
-        return torch.ge(levels, self._cut_8bit(levels), out=out)
 
     def _cut_8bit(self, levels: Tensor) -> Tensor:
         """Per sample, the least value whose pixels pass the released code's ``> threshold`` after its uint8 steps.
