@@ -266,7 +266,8 @@ def _check_lattice(gradient_angles: Tensor, resolution: Tensor, name: str = "gra
 
 
 def perlin_noise(
-    gradient_angles: Tensor, resolution: Tensor, height: int, width: int, rotation: Tensor | None = None
+    gradient_angles: Tensor, resolution: Tensor, height: int, width: int, rotation: Tensor | None = None,
+    *, out: Tensor | None = None,
 ) -> Tensor:
     """Evaluate 2-D Perlin gradient noise, one lattice per sample, at every pixel of an ``height x width`` frame.
 
@@ -298,9 +299,11 @@ def perlin_noise(
         height: output height H.
         width: output width W.
         rotation: per-sample angle in degrees, or ``None`` for no rotation.
+        out: a contiguous tensor of the output's shape, dtype and device to write the noise into, e.g. one
+            buffer reused by a loop over blocks of a batch (a fresh full-size output costs page faults on a CPU).
 
     Returns:
-        The noise, in the dtype and on the device of ``gradient_angles``.
+        The noise, in the dtype and on the device of ``gradient_angles`` (``out`` when given).
 
     Shape:
         - gradient_angles: :math:`(B, L_y, L_x)`
@@ -320,6 +323,12 @@ def perlin_noise(
         got = tuple(rotation.shape) if isinstance(rotation, Tensor) else type(rotation).__name__
         raise ValueError(f"rotation must be a tensor of shape (B,) = ({n},) or None, got {got}")
     device = gradient_angles.device
+    if out is not None:
+        expected = (n, 1, height, width)
+        if (tuple(out.shape) != expected or out.dtype != gradient_angles.dtype or out.device != device
+                or not out.is_contiguous()):
+            raise ValueError(f"out must be a contiguous {gradient_angles.dtype} tensor of shape {expected} on "
+                             f"{device}, got {out.dtype} {tuple(out.shape)} on {out.device}")
     if rotation is not None and n > 0:
         # A turn by 0 degrees is no turn: those samples take the separable evaluation, chosen sample by sample
         # (one host sync) so that a sample's noise never depends on the turns of the others in its batch.
@@ -327,7 +336,7 @@ def perlin_noise(
         if bool(still.all()):
             rotation = None
         elif bool(still.any()):
-            noise = torch.empty(n, 1, height, width, dtype=gradient_angles.dtype, device=device)
+            noise = torch.empty(n, 1, height, width, dtype=gradient_angles.dtype, device=device) if out is None else out
             for chosen, turn in ((still, None), (~still, rotation)):
                 index = chosen.nonzero().view(-1)
                 noise[index] = perlin_noise(gradient_angles[index], resolution[index], height, width,
@@ -336,14 +345,14 @@ def perlin_noise(
     step = _block_size(n, height * width, device)
     if rotation is None:
         # The separable evaluation writes each block straight into the output (no full-size copy).
-        noise = torch.empty(n, height, width, dtype=gradient_angles.dtype, device=device)
+        noise = torch.empty(n, height, width, dtype=gradient_angles.dtype, device=device) if out is None else out[:, 0]
         for start in range(0, n, step):  # blocks of samples, not one sample at a time
             block = slice(start, start + step)
             _perlin_separable(gradient_angles[block], resolution[block], height, width, noise[block])
         return noise.unsqueeze(1)
-    if step >= n:
+    if step >= n and out is None:
         return _perlin_block(gradient_angles, resolution, height, width, rotation)
-    noise = torch.empty(n, 1, height, width, dtype=gradient_angles.dtype, device=device)
+    noise = torch.empty(n, 1, height, width, dtype=gradient_angles.dtype, device=device) if out is None else out
     for start in range(0, n, step):  # blocks of samples, not one sample at a time
         block = slice(start, start + step)
         noise[block] = _perlin_block(gradient_angles[block], resolution[block], height, width, rotation[block])

@@ -354,3 +354,33 @@ def test_samples_turned_by_zero_degrees_are_unrotated_whatever_their_batch():
     for i in range(n):
         one = slice(i, i + 1)
         assert torch.equal(perlin_noise(angles[one], res[one], 37, 53, rotation[one]), mixed[one])
+
+
+@pytest.mark.parametrize("turns", [None, "mixed", "all"])
+def test_noise_written_into_a_reused_buffer_is_the_same_noise(turns):
+    n = 5
+    angles, res = _angles(11, n, 33), 2 ** torch.randint(0, 6, (n, 2), generator=torch.Generator().manual_seed(11))
+    rotation = {None: None, "mixed": torch.tensor([0.0, 30.0, 0.0, -45.0, 90.0]), "all": torch.linspace(-80, 80, n)}
+    expected = perlin_noise(angles, res, 37, 53, rotation[turns])
+    buffer = torch.full((n, 1, 37, 53), float("nan"))
+    for _ in range(2):
+        got = perlin_noise(angles, res, 37, 53, rotation[turns], out=buffer)
+        assert got.data_ptr() == buffer.data_ptr() and torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("out", [torch.empty(5, 1, 37, 52), torch.empty(5, 1, 37, 53, dtype=torch.float64),
+                                 torch.empty(5, 1, 53, 37).transpose(2, 3)])
+def test_noise_refuses_an_out_of_another_shape_dtype_or_layout(out):
+    angles, res = _angles(0, 5, 33), torch.full((5, 2), 4)
+    with pytest.raises(ValueError, match=r"out must be a contiguous torch.float32 tensor of shape \(5, 1, 37, 53\)"):
+        perlin_noise(angles, res, 37, 53, out=out)
+
+
+def test_masks_do_not_depend_on_the_blocks_they_are_thresholded_in(monkeypatch):
+    gen = PerlinMask()
+    masks = gen(torch.rand(9, 1, 40, 48), generator=torch.Generator().manual_seed(4))
+    p = gen.last_params
+    noise_all = perlin_noise(p["gradient_angles"][:, 0], p["resolution"][:, 0], 40, 48, p["rotation"][:, 0])
+    assert masks.dtype == torch.float32 and torch.equal(masks.bool(), noise_all > gen.threshold)
+    monkeypatch.setattr(noise, "_CPU_BLOCK_PIXELS", 2 * 40 * 48)  # blocks of 2 samples, the last one short
+    assert torch.equal(gen(torch.rand(9, 1, 40, 48), params=p), masks)

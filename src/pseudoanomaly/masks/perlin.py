@@ -35,11 +35,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 from .._checks import check_open_unit, check_range_pair
 from .._random import randint, uniform
-from ..noise import perlin_noise
+from ..noise import _block_size, perlin_noise
 from ..noise3d import perlin_volume, random_unit_vectors
 from .base import MaskGenerator, Params
 
@@ -132,8 +133,19 @@ class PerlinMask(MaskGenerator):
         return {"resolution": 2**exponents, "gradient_angles": angles, "rotation": rotation}
 
     def render(self, params: Params, height: int, width: int) -> Tensor:
-        noise = perlin_noise(params["gradient_angles"], params["resolution"], height, width, params["rotation"])
-        return (noise > self.threshold).float()  # (n, 1, H, W)
+        angles, resolution, rotation = params["gradient_angles"], params["resolution"], params["rotation"]
+        n = len(angles)
+        masks = torch.empty((n, 1, height, width), dtype=torch.bool, device=angles.device)
+        # A few samples at a time through one reused noise buffer, thresholded straight into the masks: no
+        # full-size float noise (and no float masks) whose fresh pages a CPU would fault in (same masks).
+        step = _block_size(n, height * width, angles.device)
+        buffer = torch.empty((min(step, n), 1, height, width), dtype=angles.dtype, device=angles.device)
+        for start in range(0, n, step):
+            block = slice(start, start + step)
+            noise = perlin_noise(angles[block], resolution[block], height, width, rotation[block],
+                                 out=buffer[: len(angles[block])])
+            torch.gt(noise, self.threshold, out=masks[block])
+        return masks  # (n, 1, H, W)
 
     def draw_volume(self, n, size, foreground, generator, device) -> Params:
         low, high = self.scale_exponents
