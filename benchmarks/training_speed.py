@@ -6,7 +6,7 @@ Measures, at 256 x 256 with the default (released) nets and the paper's batch of
 - phase-1 steps/s (restoration U-Net, L1) and phase-2 steps/s (frozen restoration, segmentation net, focal),
   through the real TwoPhaseTrainer, with the FLOPs of a step (torch.utils.flop_counter) and so the GFLOP/s
   achieved; `--no-flush-denormal` repeats the steps with subnormal floats kept (the trainer's behaviour before
-  TrainerConfig.flush_denormal);
+  TrainerConfig.flush_denormal), `--bf16` and `--channels-last` with the trainer's opt-in fast paths;
 - the share of a training step spent in synthesis (presets.zhang2023(), timed inside the trainer) and outside
   forward/backward/optimizer (the same step's compute timed alone on a fixed batch);
 - inference ms/slice of the exported AnomalySegmenter: fp32, fp32 channels-last, and bf16 autocast with
@@ -14,6 +14,7 @@ Measures, at 256 x 256 with the default (released) nets and the paper's batch of
 
     python benchmarks/training_speed.py                    # CPU, 2 threads, 1 step per phase, batch 8 inference
     python benchmarks/training_speed.py --no-flush-denormal
+    python benchmarks/training_speed.py --bf16 --channels-last --skip peak inference
     python benchmarks/training_speed.py --device cuda --steps 50 --bf16 --infer-batch 64
 """
 
@@ -73,7 +74,7 @@ def time_phase(phase: int, steps: int, data, args, sync) -> tuple[float, float]:
     def run(n: int) -> float:
         limits[key] = n
         config = TwoPhaseConfig(batch_size=8, progress=False, device=args.device, eval_every=0,
-                                precision="bf16" if args.bf16 else "fp32",
+                                precision="bf16" if args.bf16 else "fp32", channels_last=args.channels_last,
                                 flush_denormal=args.flush_denormal, **limits)
         trainer = TwoPhaseTrainer(RestorationUNet(), SegmentationNet(), synthesis=timed, config=config)
         sync()
@@ -102,9 +103,11 @@ def peak_gflops(device: str, dtype: torch.dtype, sync, repeats: int = 5) -> tupl
     return matmul, conv
 
 
-def compute_step(phase: int, device: str, bf16: bool):
+def compute_step(phase: int, device: str, bf16: bool, channels_last: bool = False):
     """One phase's forward + backward + Adam step on a fixed batch, nothing else: what a step costs at least."""
     restoration, segmentation = RestorationUNet().to(device), SegmentationNet().to(device)
+    if channels_last:
+        restoration, segmentation = (net.to(memory_format=torch.channels_last) for net in (restoration, segmentation))
     images = torch.stack([d["image"] for d in liver_slices(8, 256)]).to(device)
     synthesized = (images + 0.3 * (torch.rand_like(images) > 0.95)).clamp(0, 1)
     masks = (synthesized != images).long()[:, 0]
@@ -157,7 +160,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--infer-batch", type=int, default=8, help="slices per inference call (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of the peak and inference calls")
-    parser.add_argument("--bf16", action="store_true", help="train under bf16 autocast (CUDA only)")
+    parser.add_argument("--bf16", action="store_true", help="train under bf16 autocast (TrainerConfig(precision='bf16'))")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="train channels-last nets (TrainerConfig(channels_last=True))")
     parser.add_argument("--no-flush-denormal", dest="flush_denormal", action="store_false",
                         help="train with subnormal floats kept (TrainerConfig(flush_denormal=False))")
     parser.add_argument("--skip", nargs="*", default=[], choices=["peak", "train", "inference"],
@@ -169,7 +174,7 @@ def main() -> None:
 
     print(f"machine: {platform.node()} | {platform.processor() or platform.machine()} | torch {torch.__version__}"
           f" | device {args.device} | threads {args.threads} | {'bf16' if args.bf16 else 'fp32'}"
-          f" | flush_denormal {args.flush_denormal}")
+          f" | flush_denormal {args.flush_denormal} | channels_last {args.channels_last}")
     print(f"released nets: RestorationUNet {sum(p.numel() for p in RestorationUNet().parameters()):,} params, "
           f"SegmentationNet {sum(p.numel() for p in SegmentationNet().parameters()):,} params; 256x256, batch 8")
     if "peak" not in args.skip:
@@ -180,7 +185,7 @@ def main() -> None:
     if "train" not in args.skip:
         for phase in (1, 2):
             per_step, share = time_phase(phase, args.steps, data, args, sync)
-            step = compute_step(phase, args.device, args.bf16)
+            step = compute_step(phase, args.device, args.bf16, args.channels_last)
             flops = step_flops(step)
             flush = args.flush_denormal and args.device == "cpu"
             compute = (call_flushing_denormals(lambda stop: median_seconds(step, max(1, args.steps), sync)) if flush

@@ -40,9 +40,17 @@ def test_bad_field_raises_naming_field_and_value(cls, field, value):
     assert repr(value) in str(info.value) or str(value) in str(info.value)
 
 
-def test_bf16_is_rejected_off_cuda():
-    with pytest.raises(ValueError, match="precision='bf16' needs a CUDA device, got device='cpu'"):
-        TrainerConfig(precision="bf16", device="cpu")
+def test_bf16_is_taken_on_cuda_and_cpu_and_refused_elsewhere():
+    for device in ("cpu", "cuda", "cuda:1", "auto"):
+        assert TrainerConfig(precision="bf16", device=device).precision == "bf16"
+    with pytest.raises(ValueError, match="precision='bf16' needs a CUDA device or a CPU, got device='mps'"):
+        TrainerConfig(precision="bf16", device="mps")
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_channels_last_must_be_a_bool(value):
+    with pytest.raises(ValueError, match=f"channels_last must be True or False, got {value!r}"):
+        TrainerConfig(channels_last=value)
 
 
 def test_defaults_are_the_papers():

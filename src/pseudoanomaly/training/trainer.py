@@ -19,6 +19,7 @@ import contextlib
 import math
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -162,6 +163,9 @@ class Trainer:
                                        or stop_after < 1):
             raise ValueError(f"stop_after must be a positive integer or None, got {stop_after!r}")
         self._steps_left, self.stopped_early = stop_after, False
+        if cfg.precision == "bf16" and self.device.type == "cpu" and not _native_cpu_bf16():
+            warnings.warn("precision='bf16' on a CPU without AVX-512 BF16 or AMX: bfloat16 is emulated there and "
+                          "may train slower than fp32", RuntimeWarning, stacklevel=2)
         if self.device.type == "cpu" and cfg.flush_denormal:
             return call_flushing_denormals(lambda stop: self._fit(train_data, val_data, resume, steps_per_epoch, stop))
         return self._fit(train_data, val_data, resume, steps_per_epoch, None)
@@ -179,6 +183,11 @@ class Trainer:
         for net in (self.restoration, self.segmentation, self.synthesis):
             if isinstance(net, nn.Module):
                 net.to(self.device)
+        if cfg.channels_last:
+            # 4-D weights (the convolutions') in channels-last order; the activations follow them. A batch of one
+            # channel is the same in both orders, so the batches need no conversion.
+            for net in (self.restoration, self.segmentation):
+                net.to(memory_format=torch.channels_last)
         self._generator = torch.Generator(self.device)
         if resume is None:
             start_phase, start_step, saved = 0, 0, None
@@ -350,3 +359,9 @@ class Trainer:
 
 def _mean(window: list[dict[str, float]], key: str) -> float:
     return sum(v[key] for v in window) / len(window)
+
+
+def _native_cpu_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), as far as torch can tell."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
