@@ -18,6 +18,7 @@ training synthesis, and the model never sees a lesion of it during training.
     python benchmarks/lits_instrument.py --out runs/instrument                    # the defaults: cpu presets
     python benchmarks/lits_instrument.py --out runs/inst_eq --prepare equalize    # the earlier README path
     python benchmarks/lits_instrument.py --out runs/inst_z --synthesis zhang2023   # one setting changed
+    python benchmarks/lits_instrument.py --out runs/inst_fast --channels-last --bf16  # the opt-in fast paths
 
 Run it on a quiet machine (2 threads: a busy second core slows training 2-3x).
 """
@@ -67,6 +68,8 @@ def main() -> None:
     parser.add_argument("--restoration", choices=("unet", "ae"), help="override the preset's restoration net")
     parser.add_argument("--slab", type=int, help="train on slabs of this many slices (3-D synthesis); default: slices")
     parser.add_argument("--copies", type=int, default=6, help="lesion draws of the healthy scan per test set")
+    parser.add_argument("--channels-last", action="store_true", help="train channels-last nets (opt-in fast path)")
+    parser.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast (opt-in fast path)")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
@@ -76,6 +79,10 @@ def main() -> None:
 
     settings = PRESETS[args.preset]
     changes = {k: getattr(args, k) for k in ("synthesis", "restoration", "slab") if getattr(args, k) is not None}
+    if args.channels_last:
+        changes["channels_last"] = True
+    if args.bf16:
+        changes["precision"] = "bf16"
     settings = settings.replace(seed=args.seed, device="cpu", **changes)
     config = prepare_config(args.prepare, settings.size or 256)
     if args.out.exists():
@@ -114,6 +121,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "train_preset": args.preset, "prepare": args.prepare, "synthesis": settings.synthesis,
         "restoration": settings.restoration, "seed": args.seed, "slab": settings.slab,
+        "channels_last": settings.trainer.channels_last, "precision": settings.trainer.precision,
         "train_slices": result.train_slices, "available_slices": healthy.slices, "steps": result.steps,
         "train_s": round(result.seconds, 1), "total_s": round(time.perf_counter() - start, 1),
         "in_sample_anatomy": True,
