@@ -1,7 +1,9 @@
-"""Shared by the benchmark scripts (not a benchmark itself): the median wall time of repeated calls."""
+"""Shared by the benchmark scripts (not a benchmark itself): the median wall time of repeated calls, alone or
+of two calls in alternation."""
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -19,3 +21,39 @@ def median_seconds(call: Callable[[], object], repeats: int, sync: Callable[[], 
         sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def paired_median_seconds(first: Callable[[], object], second: Callable[[], object], repeats: int,
+                          sync: Callable[[], None] = lambda: None) -> tuple[float, float, float]:
+    """Median seconds of ``first`` and of ``second``, timed in alternation (one of each per repeat, after a
+    warm-up call of each), and the median of the per-repeat ratios ``second / first``. On a shared machine whose
+    speed drifts (a VM's stolen time), the two calls of a repeat meet the same conditions, so the ratio is
+    steadier than the ratio of two medians taken one after the other."""
+    first()
+    second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for call, out in ((first, times[0]), (second, times[1])):
+            sync()
+            t0 = time.perf_counter()
+            call()
+            sync()
+            out.append(time.perf_counter() - t0)
+    ratios = [b / a for a, b in zip(*times)]
+    return statistics.median(times[0]), statistics.median(times[1]), statistics.median(ratios)
+
+
+def cpu_model() -> str:
+    """The CPU's model name and the features that decide our kernels' speed, e.g. ``"AMD EPYC (family 25, model
+    17; avx512f avx512_bf16)"``: a VM may land on other hardware from one day to the next."""
+    info: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    flags = [f for f in ("avx512f", "avx512_bf16", "amx_tile") if f in info.get("flags", "").split()]
+    return (f"{info.get('model name', platform.machine())} (family {info.get('cpu family', '?')}, model "
+            f"{info.get('model', '?')}; {' '.join(flags) or 'no avx512'})")

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from _timing import median_seconds  # benchmarks/, on the path of a script run from there
+from _timing import cpu_model, median_seconds  # benchmarks/, on the path of a script run from there
 
 from pseudoanomaly import presets
 from pseudoanomaly.models import AnomalySegmenter, RestorationUNet, SegmentationNet
@@ -172,7 +172,7 @@ def main() -> None:
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     data = liver_slices(64, 256)
 
-    print(f"machine: {platform.node()} | {platform.processor() or platform.machine()} | torch {torch.__version__}"
+    print(f"machine: {platform.node()} | {cpu_model()} | torch {torch.__version__}"
           f" | device {args.device} | threads {args.threads} | {'bf16' if args.bf16 else 'fp32'}"
           f" | flush_denormal {args.flush_denormal} | channels_last {args.channels_last}")
     print(f"released nets: RestorationUNet {sum(p.numel() for p in RestorationUNet().parameters()):,} params, "

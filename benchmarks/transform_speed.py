@@ -16,7 +16,7 @@ import platform
 
 import torch
 
-from _timing import median_seconds  # benchmarks/, on the path of a script run from there
+from _timing import cpu_model, median_seconds  # benchmarks/, on the path of a script run from there
 
 from pseudoanomaly import masks, overlays
 
@@ -61,7 +61,7 @@ def main() -> None:
     unknown = sorted(set(args.only or ()) - set(chosen))
     if unknown:
         parser.error(f"--only: unknown case(s) {unknown}; choose from {sorted(chosen)}")
-    print(f"{platform.node()} {args.device} threads={torch.get_num_threads()} torch {torch.__version__}, "
+    print(f"{platform.node()} | {cpu_model()} | {args.device} threads={torch.get_num_threads()} torch {torch.__version__}, "
           f"batch {args.batch} x {args.channels} x {args.size} x {args.size}, median of {args.repeats}")
     for name, (transform, kind) in chosen.items():
         if args.only and name not in args.only:
