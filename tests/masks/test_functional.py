@@ -182,3 +182,10 @@ def test_default_backend_gives_opencvs_masks_on_a_training_sized_batch():
     masks = torch.nn.functional.avg_pool2d(masks, 9, stride=1, padding=4) > 0.55  # blob-like masks
     k = elliptical_kernel(9)
     assert torch.equal(binary_morphology(masks, k, ("open", "close")), binary_morphology(masks, k, "oc", "opencv"))
+
+
+@pytest.mark.parametrize("b", [3, 8])
+def test_packed_backend_takes_non_contiguous_masks(b):
+    masks = random_masks(6, b, 20, 17, 0.5).bool().transpose(2, 3)  # (b, 1, 17, 20), not contiguous
+    k = elliptical_kernel(5)
+    assert torch.equal(binary_morphology(masks, k, "oc", "packed"), binary_morphology(masks, k, "oc", "opencv"))
