@@ -42,6 +42,8 @@ def cases(channels: int) -> dict[str, tuple[torch.nn.Module, str]]:
         **{f"open+close, {backend}": (Morphology(backend), "morphology") for backend in ("opencv", "packed")},
         "BlurredNoiseMask": (masks.BlurredNoiseMask(), "mask"),
         "PerlinMask": (masks.PerlinMask(), "mask"),
+        "PerlinMask(rotation_mode='resample')": (masks.PerlinMask(rotation_mode="resample"), "mask"),
+        "PerlinMask(rotation=(0, 0))": (masks.PerlinMask(rotation=(0.0, 0.0)), "mask"),
         "BlobMask": (masks.BlobMask(), "mask"),
         "BlobMask(irregularity=0)": (masks.BlobMask(irregularity=0.0), "mask"),
         "IntensityShift": (overlays.IntensityShift(), "overlay"),
@@ -90,7 +92,7 @@ def main() -> None:
         else:
             seconds = median_seconds(lambda: transform(images, blobs, generator=g), args.repeats, sync)
         unit = "images/s" if kind == "overlay" else "masks/s"
-        print(f"{name:28} {1000 * seconds:9.1f} ms/batch {args.batch / seconds:9.0f} {unit}")
+        print(f"{name:38} {1000 * seconds:9.1f} ms/batch {args.batch / seconds:9.0f} {unit}")
 
 
 if __name__ == "__main__":

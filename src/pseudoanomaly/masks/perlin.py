@@ -10,8 +10,9 @@ NOTE: departures from the reference:
 - with ``rotation=(0, 0)`` the noise takes the separable evaluation of :func:`~pseudoanomaly.noise.perlin_noise`,
   equal to the per-pixel one up to float rounding (at most 1e-5 in float32): against the per-pixel evaluation
   on the same draws, fewer than 0.1% of mask pixels flip (tested) and coverage is unchanged;
-- the noise is evaluated exactly at the rotated coordinates (:func:`~pseudoanomaly.noise.perlin_noise`) instead of
-  rotating a noise image with bilinear interpolation. Interpolation flattens the peaks of the finest
+- by default the noise is evaluated exactly at the rotated coordinates (:func:`~pseudoanomaly.noise.perlin_noise`)
+  instead of rotating a noise image with bilinear interpolation (``rotation_mode="resample"`` does the latter,
+  DRAEM's way, about 2.5x faster on a CPU: the unrotated noise has a fast separable form, the turned one not). Interpolation flattens the peaks of the finest
   lattices a little, so masks here cover slightly more: at 256 x 256, against the reference grid rotated with
   ``cv2.warpAffine`` on the same draws (96 masks), 0.09% of pixels differ, coverage is 5.15% against 5.07%
   overall and 5% more for 32-cell lattices, the same for 8 cells or fewer;
@@ -38,9 +39,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .._checks import check_open_unit, check_range_pair
+from .._checks import check_choice, check_open_unit, check_range_pair
 from .._random import randint, uniform
-from ..noise import _block_size, perlin_noise
+from ..noise import _block_size, _turn_bilinear, perlin_noise
 from ..noise3d import perlin_volume, random_unit_vectors
 from .base import MaskGenerator, Params
 
@@ -52,6 +53,8 @@ SCALE_EXPONENTS = (0, 5)
 ROTATION = (-90.0, 90.0)
 # DRAEM data_loader.py: perlin_noise > threshold with threshold = 0.5
 THRESHOLD = 0.5
+# How a turned mask's noise is made: evaluated at the turned points, or turned as an image (DRAEM's way).
+ROTATION_MODES = ("exact", "resample")
 #: The threshold at which 3-D Perlin noise covers volumes as DRAEM's threshold covers images (see the module).
 VOLUME_THRESHOLD = 0.35
 # Our bound, not DRAEM's: 2**8 cells per side already has details of one pixel on a 256 x 256 image.
@@ -86,6 +89,11 @@ class PerlinMask(MaskGenerator):
         scale_exponents: ``(min, max)`` of the exponents ``u`` and ``v``, integers in [0, 8].
         rotation: ``(min, max)`` angle in degrees (clockwise as displayed); ``(0, 0)`` disables rotation.
         threshold: cut on the noise, in (0, 1); higher makes smaller blobs.
+        rotation_mode: ``"exact"`` evaluates the noise at the turned coordinates; ``"resample"`` evaluates the
+            unturned noise (its fast separable form) and turns the image by bilinear resampling with a zero
+            border, as DRAEM does: about 2.5x faster on a CPU, with masks that differ from ``"exact"``'s where
+            interpolation flattens the finest lattices' peaks, and match DRAEM's own rotation more closely
+            (tested, see the module). Images only; samples turned by 0 degrees are not resampled.
         **kwargs: shared options of :class:`~pseudoanomaly.masks.MaskGenerator` (``union``,
             ``rejection``, ``area``, ``max_tries``, ``on_failure``, ``same_on_batch``).
 
@@ -117,12 +125,14 @@ class PerlinMask(MaskGenerator):
         scale_exponents: tuple[int, int] = SCALE_EXPONENTS,
         rotation: tuple[float, float] = ROTATION,
         threshold: float = THRESHOLD,
+        rotation_mode: str = "exact",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.scale_exponents = _check_exponents(scale_exponents)
         self.rotation = check_range_pair("rotation", rotation)
         self.threshold = check_open_unit("threshold", threshold)
+        self.rotation_mode = check_choice("rotation_mode", rotation_mode, ROTATION_MODES)
 
     def draw(self, n, height, width, foreground, generator, device) -> Params:
         low, high = self.scale_exponents
@@ -140,10 +150,18 @@ class PerlinMask(MaskGenerator):
         # full-size float noise (and no float masks) whose fresh pages a CPU would fault in (same masks).
         step = _block_size(n, height * width, angles.device)
         buffer = torch.empty((min(step, n), 1, height, width), dtype=angles.dtype, device=angles.device)
+        resample = self.rotation_mode == "resample" and min(height, width) >= 2
+        if resample:
+            grid = torch.empty((len(buffer), height, width, 2), dtype=angles.dtype, device=angles.device)
         for start in range(0, n, step):
             block = slice(start, start + step)
-            noise = perlin_noise(angles[block], resolution[block], height, width, rotation[block],
-                                 out=buffer[: len(angles[block])])
+            turn, k = rotation[block], len(angles[block])
+            noise = perlin_noise(angles[block], resolution[block], height, width, None if resample else turn,
+                                 out=buffer[:k])
+            if resample:
+                turned = _turn_bilinear(noise, turn, grid[:k])
+                still = turn == 0  # no turn: the unturned noise itself, not a resampled copy
+                noise = torch.where(still.view(-1, 1, 1, 1), noise, turned) if bool(still.any()) else turned
             torch.gt(noise, self.threshold, out=masks[block])
         return masks  # (n, 1, H, W)
 
@@ -159,4 +177,6 @@ class PerlinMask(MaskGenerator):
 
     def extra_repr(self) -> str:
         own = f"scale_exponents={self.scale_exponents}, rotation={self.rotation}, threshold={self.threshold}"
+        if self.rotation_mode != "exact":
+            own += f", rotation_mode={self.rotation_mode!r}"
         return f"{own}, {super().extra_repr()}"
