@@ -83,7 +83,7 @@ class TrainerConfig:
         progress: show a tqdm progress bar with the running loss (silently off when tqdm is not installed).
         precision: ``"fp32"`` or ``"bf16"`` (autocast to bfloat16, on CUDA or a CPU). On a CPU with native
             bfloat16 (AVX-512 BF16 or AMX; a warning says when it has neither) the released nets' steps took
-            2.4-2.5x less time with ``channels_last``, the ``cpu`` preset's whole training 1.4x
+            2.4-2.5x less time with ``channels_last``, the ``cpu`` preset's whole training 1.2-1.4x
             (``benchmarks/RESULTS.md``). The nets then compute in bfloat16, so results differ from fp32
             training beyond rounding; off by default.
         flush_denormal: on a CPU, train with subnormal floats (below 1.2e-38) flushed to zero on every thread
