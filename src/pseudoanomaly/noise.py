@@ -148,11 +148,19 @@ def smooth_field(
     rows, columns = (_field_tensor(n, g, f, s, noise.device, noise.dtype) for n, g in ((height, gh), (width, gw)))
     if out is None:
         return rows @ noise @ columns.T
-    expected = (noise.shape[0], 1, height, width)
-    if tuple(out.shape) != expected or out.dtype != noise.dtype or out.device != noise.device:
-        raise ValueError(f"out must be a {noise.dtype} tensor of shape {expected} on {noise.device}, got "
-                         f"{out.dtype} {tuple(out.shape)} on {out.device}")
+    _check_out(out, (noise.shape[0], 1, height, width), noise.dtype, noise.device)
     return torch.matmul(rows @ noise, columns.T, out=out)  # the same product as above, bit for bit (tested)
+
+
+def _check_out(out: Tensor, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
+               contiguous: bool = False) -> None:
+    """Refuse an ``out=`` buffer of another shape, dtype or device (or a non-contiguous one where that matters),
+    naming what was expected and what came."""
+    if (tuple(out.shape) != shape or out.dtype != dtype or out.device != device
+            or (contiguous and not out.is_contiguous())):
+        kind = "a contiguous" if contiguous else "a"
+        raise ValueError(f"out must be {kind} {dtype} tensor of shape {shape} on {device}, got {out.dtype} "
+                         f"{tuple(out.shape)} on {out.device}")
 
 
 @lru_cache(maxsize=64)
@@ -324,11 +332,7 @@ def perlin_noise(
         raise ValueError(f"rotation must be a tensor of shape (B,) = ({n},) or None, got {got}")
     device = gradient_angles.device
     if out is not None:
-        expected = (n, 1, height, width)
-        if (tuple(out.shape) != expected or out.dtype != gradient_angles.dtype or out.device != device
-                or not out.is_contiguous()):
-            raise ValueError(f"out must be a contiguous {gradient_angles.dtype} tensor of shape {expected} on "
-                             f"{device}, got {out.dtype} {tuple(out.shape)} on {out.device}")
+        _check_out(out, (n, 1, height, width), gradient_angles.dtype, device, contiguous=True)
     if rotation is not None and n > 0:
         # A turn by 0 degrees is no turn: those samples take the separable evaluation, chosen sample by sample
         # (one host sync) so that a sample's noise never depends on the turns of the others in its batch.
