@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from pseudoanomaly.training import TwoPhaseTrainer
+from pseudoanomaly.training import TwoPhaseTrainer, _denormals
 from pseudoanomaly.training._denormals import call_flushing_denormals, flushes_denormals
 
 
@@ -96,4 +96,29 @@ def test_a_call_from_the_training_thread_runs_there_without_waiting_for_itself()
         return threading.current_thread(), call_flushing_denormals(lambda inner: threading.current_thread())
 
     first, second = call_flushing_denormals(outer)
-    assert first is second is not threading.main_thread()
+    assert first is second
+
+
+def test_with_gnu_openmp_the_work_stays_on_the_callers_thread_and_its_team_flushes(two_threads):
+    if _denormals._gomp() is None:
+        pytest.skip("torch's threads do not come from GNU OpenMP here: the dedicated thread is used")
+    torch.full((1 << 18,), 1.0).mul_(2.0)  # the caller's OpenMP workers exist before the call, as in a real run
+    seen = call_flushing_denormals(lambda stop: (threading.current_thread(), flushes_denormals()))
+    assert seen == (threading.current_thread(), True)
+    assert not flushes_denormals()  # set back on the caller and its workers
+
+
+def test_without_gnu_openmp_the_dedicated_thread_flushes(two_threads, monkeypatch):
+    monkeypatch.setattr(_denormals, "_gomp", lambda: None)
+    thread, flushed = call_flushing_denormals(lambda stop: (threading.current_thread(), flushes_denormals()))
+    assert thread is not threading.current_thread() and flushed
+    assert not flushes_denormals()
+
+
+def test_the_callers_team_is_set_back_when_the_work_fails(two_threads):
+    def fail(stop):
+        raise RuntimeError("failed inside")
+
+    with pytest.raises(RuntimeError, match="failed inside"):
+        call_flushing_denormals(fail)
+    assert not flushes_denormals()
