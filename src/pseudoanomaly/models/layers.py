@@ -25,6 +25,7 @@ import torch  # noqa: F401 -- the doctests below use it
 from torch import Tensor, nn
 
 from .._checks import check_int_at_least, check_int_sequence, check_odd_size
+from ._group_norm import channels_last_group_norm, use_channels_last_group_norm
 
 __all__ = ["WSConv2d", "standardize_weight", "group_count", "MedianDivisorGroupNorm", "ConvNormAct", "ConvBlock",
            "UpsampleConvNormAct"]
@@ -118,6 +119,11 @@ class MedianDivisorGroupNorm(nn.GroupNorm):
 
     def __init__(self, num_channels: int, eps: float = 1e-5, affine: bool = True) -> None:
         super().__init__(group_count(num_channels), num_channels, eps=eps, affine=affine)
+
+    def forward(self, input: Tensor) -> Tensor:
+        if use_channels_last_group_norm(input):  # PyTorch's CPU kernel is slow on channels-last tensors
+            return channels_last_group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+        return super().forward(input)
 
 
 class ConvNormAct(nn.Sequential):
