@@ -45,6 +45,7 @@ from examples.lits.preprocess import PREPARE_PRESETS, PrepareConfig  # noqa: E40
 from examples.lits.scoring import headline  # noqa: E402
 from examples.lits.settings import PRESETS, SYNTHESES  # noqa: E402
 from examples.lits.train import train  # noqa: E402
+from pseudoanomaly.training import retain_freed_memory  # noqa: E402
 
 CHAOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chaos-ct3"
 # name -> (lesion sizes, seed) of the two test sets
@@ -70,9 +71,13 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=6, help="lesion draws of the healthy scan per test set")
     parser.add_argument("--channels-last", action="store_true", help="train channels-last nets (opt-in fast path)")
     parser.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast (opt-in fast path)")
+    parser.add_argument("--retain-freed-memory", action="store_true",
+                        help="let glibc's malloc recycle freed blocks, as `python -m examples.lits` does "
+                             "(pseudoanomaly.training.retain_freed_memory; same results)")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
+    retained = retain_freed_memory() if args.retain_freed_memory else False
     torch.set_num_threads(args.threads)
     if not (args.chaos / "ct.nii.gz").is_file():
         sys.exit(f"{args.chaos}: no ct.nii.gz (the CHAOS scan of shared/data/chaos-ct3)")
@@ -122,6 +127,7 @@ def main() -> None:
         "train_preset": args.preset, "prepare": args.prepare, "synthesis": settings.synthesis,
         "restoration": settings.restoration, "seed": args.seed, "slab": settings.slab,
         "channels_last": settings.trainer.channels_last, "precision": settings.trainer.precision,
+        "retain_freed_memory": retained,
         "train_slices": result.train_slices, "available_slices": healthy.slices, "steps": result.steps,
         "train_s": round(result.seconds, 1), "total_s": round(time.perf_counter() - start, 1),
         "in_sample_anatomy": True,
