@@ -36,7 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("script, marker", [
     ("scaling.py", "| base | 32 x 32 | 2 | 2 |"),
     ("prepare_memory.py", "| int16 | cpu |"),
-], ids=["scaling", "prepare_memory"])
+    ("cpu_preset_step.py", "| channels-last + bf16 | retained |"),
+], ids=["scaling", "prepare_memory", "cpu_preset_step"])
 def test_scaling_benchmarks_print_their_tables(script, marker):
     """Issue 14's benchmarks run end to end at tiny sizes (``--quick``) and print their Markdown tables."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
