@@ -11,8 +11,9 @@ Two parts:
   ratio of each pair meets the same machine: the table gives the median of the runs' medians and of the pairs'
   ratios. GFLOP/s from ``torch.utils.flop_counter`` (convolutions and matmuls, forward and backward) against a
   3 x 3 convolution of 128 channels measured in the same process.
-- **group-norm**: forward + backward of GroupNorm on the restoration net's channels-last activations,
-  PyTorch's kernel against ``MedianDivisorGroupNorm``'s channels-last path (in alternation).
+- **group-norm**: forward + backward of GroupNorm on channels-last activations of 8, 16 and 32 channels,
+  PyTorch's kernel against the channels-last path that ``MedianDivisorGroupNorm`` takes for 8 channels or
+  fewer (in alternation; ``--retain`` first retains freed memory, as the example's command line does).
 
     python benchmarks/cpu_preset_step.py                       # both parts, 2 threads, 3 rounds
     python benchmarks/cpu_preset_step.py --part steps --rounds 5
@@ -148,12 +149,20 @@ def run_group_norm(args) -> None:
     from pseudoanomaly.models._group_norm import channels_last_group_norm
     from pseudoanomaly.models.layers import MedianDivisorGroupNorm
 
+    retained = False
+    if args.retain:
+        from pseudoanomaly.training import retain_freed_memory
+
+        retained = retain_freed_memory()
     torch.set_num_threads(args.threads)
     print(f"\nGroupNorm forward + backward, channels-last, {args.threads} threads, median of {args.repeats} "
-          f"alternating pairs; {cpu_model()}\n")
+          f"alternating pairs, freed memory {'retained' if retained else 'returned (malloc default)'}; "
+          f"{cpu_model()}\n")
     print("| shape | dtype | PyTorch's kernel | channels-last path | speed-up |")
     print("| --- | --- | --- | --- | --- |")
-    shapes = [(args.batch, 8, args.size, args.size), (args.batch, 16, args.size, args.size)]
+    # the cpu preset's full-resolution GroupNorms (8 channels), and wider ones where PyTorch's kernel is kept
+    shapes = [(args.batch, 8, args.size, args.size), (args.batch, 16, args.size, args.size),
+              (args.batch, 32, args.size, args.size)]
     for shape in shapes:
         for dtype in (torch.float32, torch.bfloat16):
             norm = MedianDivisorGroupNorm(shape[1])
@@ -183,7 +192,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: checks that it runs")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--setting", choices=sorted(SETTINGS), help=argparse.SUPPRESS)
-    parser.add_argument("--retain", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--retain", action="store_true",
+                        help="group-norm part: retain freed memory first, as python -m examples.lits does")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args)))

@@ -90,7 +90,7 @@ def test_keeps_layout_and_dtype_at_the_size_it_is_used_for(dtype, tol):
         _close(a, b, tol)
 
 
-def test_module_takes_the_path_only_for_large_channels_last_cpu_tensors(monkeypatch):
+def test_module_takes_the_path_only_for_large_channels_last_cpu_tensors_of_few_channels(monkeypatch):
     calls = []
     import pseudoanomaly.models.layers as layers
 
@@ -104,6 +104,7 @@ def test_module_takes_the_path_only_for_large_channels_last_cpu_tensors(monkeypa
     norm(torch.randn(2, 8, 16, 16).contiguous(memory_format=CL))  # small: PyTorch's kernel
     assert calls == [x.shape]
     assert not use_channels_last_group_norm(torch.randn(2, 1, 128, 128).contiguous(memory_format=CL))
+    assert not use_channels_last_group_norm(torch.randn(1, 16, 128, 128).contiguous(memory_format=CL))  # many channels
     assert not use_channels_last_group_norm(torch.randn(2, 8, 128, 128, dtype=torch.float64).to(memory_format=CL))
 
 

@@ -1,9 +1,10 @@
 """GroupNorm of a channels-last 4-D tensor on the CPU, in a few passes over memory.
 
-PyTorch's CPU GroupNorm kernel is fast on NCHW tensors and slow on channels-last ones, slower still in
-bfloat16: on 8 x 8 x 128 x 128 (2 threads, 2026-12-02) its forward and backward take 4.4 ms in float32 and
-12.5 ms in bfloat16, against 1.1 ms for the same tensor in NCHW. In the restoration U-Net, whose every
-convolution is followed by a GroupNorm, that made GroupNorm the largest cost of a channels-last training step.
+PyTorch's CPU GroupNorm kernel is fast on NCHW tensors and slow on channels-last ones with few channels,
+slower still in bfloat16: on 8 x 8 x 128 x 128 (2 threads, 2026-12-02) its forward and backward take 4.4 ms in
+float32 and 12.5 ms in bfloat16, against 1.1 ms for the same tensor in NCHW. In the ``cpu`` preset's restoration
+U-Net (8 channels at full resolution, a GroupNorm after every convolution) that made GroupNorm the largest cost
+of a channels-last training step in bfloat16.
 
 Here the tensor is seen as ``(N, H*W, C)`` (its memory order when channels-last): per-sample, per-channel sums
 over pixels are reductions along the middle dimension, which vectorize over the contiguous channels; the
@@ -31,17 +32,22 @@ __all__ = ["use_channels_last_group_norm", "channels_last_group_norm"]
 _INNER = 256
 
 
-# Below this many pixels per image PyTorch's kernel is as fast or faster: the ~15 small operations here cost
-# ~0.3 ms whatever the size (8 x 32 x 32 x 32: 1.0 against 0.6 ms; 8 x 8 x 128 x 128: 1.7 against 5.8 ms in
-# float32, 4.7 against 12.4 in bfloat16; 2 threads, 2026-12-02).
+# Where this path is faster (2 threads, dev VM, 2026-12-02, forward + backward, ``benchmarks/cpu_preset_step.py``
+# and alternating pairs): with few channels on many pixels, where PyTorch's channels-last kernel cannot vectorize
+# over the channels: 8 x 8 x 128 x 128, 3.2 against 4.8 ms in float32 and 4.5 against 12.4 ms in bfloat16 (with
+# freed memory retained; 4.2 against 6.2 and 11.0 against 13.4 without). With more channels PyTorch's kernel
+# wins (8 x 32 x 128 x 128: equal in float32; 8 x 64 x 256 x 256: 149 against 274 ms) and so it does on small
+# images, where the ~15 small operations here cost ~0.3 ms whatever the size.
+_MAX_CHANNELS = 8
 _MIN_PIXELS = 128 * 128
 
 
 def use_channels_last_group_norm(x: Tensor) -> bool:
     """Whether :func:`channels_last_group_norm` should handle ``x``: a CPU float tensor of 4 dimensions stored
-    channels-last (and not also contiguous, as a tensor of 1 channel or 1 pixel is), of at least 128 x 128."""
+    channels-last (and not also contiguous, as a tensor of 1 channel or 1 pixel is), of at most 8 channels and at
+    least 128 x 128 pixels."""
     return (x.device.type == "cpu" and x.dim() == 4 and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
-            and x.shape[-2] * x.shape[-1] >= _MIN_PIXELS
+            and x.shape[1] <= _MAX_CHANNELS and x.shape[-2] * x.shape[-1] >= _MIN_PIXELS
             and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
 
 
