@@ -21,7 +21,7 @@ before the work starts, and set back afterwards). Why not the dedicated thread t
 of OpenMP workers beside the caller's, and when ``libgomp`` manages more threads than there are CPUs it cuts
 its workers' spin-wait short, so each of the hundreds of small parallel regions of a step waits for a sleeping
 worker to wake. On the dev VM (2 cores, 2026-12-02) a phase-1 step of the ``cpu`` preset's nets took 0.41 s on
-the dedicated thread against 0.25 s on the caller's (the process used 1.3 of its 2 cores). Elsewhere (macOS,
+the dedicated thread against 0.25 s on the caller's (the process used 1.3-1.5 of its 2 cores). Elsewhere (macOS,
 Windows, another OpenMP runtime) the dedicated thread remains.
 """
 

@@ -4,9 +4,9 @@ Why: PyTorch's CPU tensors come from ``malloc``. glibc serves a large block (abo
 128 KiB and adapts) with a fresh ``mmap`` and unmaps it when it is freed, and it trims the top of its heap
 once 128 KiB there are free. A training step allocates and frees the same activation-sized blocks (MiBs)
 every step, so every step the kernel maps those pages again and zero-fills each on its first touch. On the
-dev VM (2 threads, 2026-12-02) the ``cpu`` preset's nets spent 5-15% of a step on those page faults:
-phase-1 steps 164-190 -> 154-168 ms, phase-2 steps 379-390 -> 322-361 ms (4 alternating pairs of processes,
-``benchmarks/RESULTS.md``). Raising both thresholds lets ``malloc`` recycle the blocks; the arithmetic is
+dev VM (2 threads, 2026-12-02) the ``cpu`` preset's steps took 1.08-1.18x less time with them retained
+(fp32 phase-1 steps 185 -> 164 ms, phase-2 steps 410 -> 351 ms; alternating fresh processes,
+``benchmarks/cpu_preset_step.py``, ``benchmarks/RESULTS.md``). Raising both thresholds lets ``malloc`` recycle the blocks; the arithmetic is
 untouched, so results are bit for bit the same.
 
 This is a process-wide setting of the C library, as ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``
@@ -37,7 +37,7 @@ _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TO
 def retain_freed_memory(trim_bytes: int = 2**30) -> bool:
     """Make glibc's ``malloc`` reuse freed blocks of up to 32 MiB and keep up to ``trim_bytes`` of free memory.
 
-    Speeds CPU training by 5-15% on the dev VM, results unchanged (see the module docstring). Call it once,
+    Speeds CPU training steps by 1.08-1.18x on the dev VM, results unchanged (see the module docstring). Call it once,
     early, in the application (not in a library). Safe to call again.
 
     Args:
@@ -48,10 +48,21 @@ def retain_freed_memory(trim_bytes: int = 2**30) -> bool:
         where the environment already tunes malloc (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``,
         ``MALLOC_TOP_PAD_``, or ``glibc.malloc`` tunables in ``GLIBC_TUNABLES``), in which case nothing changed.
 
+    In an application's entry point, before the work starts::
+
+        if __name__ == "__main__":
+            retain_freed_memory()
+            main()
+
     Example:
+        A malloc setting the user made in the environment stands:
+
+        >>> import os
         >>> from pseudoanomaly.training import retain_freed_memory
-        >>> retain_freed_memory() in (True, False)
-        True
+        >>> os.environ["MALLOC_TRIM_THRESHOLD_"] = "131072"
+        >>> retain_freed_memory()
+        False
+        >>> del os.environ["MALLOC_TRIM_THRESHOLD_"]
     """
     if isinstance(trim_bytes, bool) or not isinstance(trim_bytes, int) or not 0 < trim_bytes < 2**31:
         raise ValueError(f"trim_bytes must be an integer in [1, 2**31 - 1], got {trim_bytes!r}")

@@ -83,17 +83,19 @@ class TrainerConfig:
         progress: show a tqdm progress bar with the running loss (silently off when tqdm is not installed).
         precision: ``"fp32"`` or ``"bf16"`` (autocast to bfloat16, on CUDA or a CPU). On a CPU with native
             bfloat16 (AVX-512 BF16 or AMX; a warning says when it has neither) the released nets' steps took
-            2.4-2.5x less time with ``channels_last``, the ``cpu`` preset's whole training 1.2-1.4x
-            (``benchmarks/RESULTS.md``). The nets then compute in bfloat16, so results differ from fp32
+            2.4-2.5x less time with ``channels_last``, and with it the ``cpu`` preset's whole training took
+            2.17x less than the default did before (230 against 498 s on the dev VM's CPU, with freed memory
+            retained; ``benchmarks/RESULTS.md``). The nets then compute in bfloat16, so results differ from fp32
             training beyond rounding; off by default.
-        flush_denormal: on a CPU, train with subnormal floats (below 1.2e-38) flushed to zero on every thread
-            (:mod:`torch` threads of a dedicated thread; the caller's are left alone). The released nets'
-            gradients hold such values and x86 cores compute with them many times slower: a phase-1 step of
-            the released nets is 4x faster flushed. The results differ from unflushed ones at most by that
-            rounding. Ignored on other devices.
+        flush_denormal: on a CPU, train with subnormal floats (below 1.2e-38) flushed to zero on every
+            :mod:`torch` thread: where torch's threads come from GNU OpenMP (Linux), the caller's thread and its
+            workers for the duration of ``fit``, set back afterwards; elsewhere the threads of a dedicated
+            thread. The released nets' gradients hold such values and x86 cores compute with them many times
+            slower: a phase-1 step of the released nets is 4x faster flushed. The results differ from
+            unflushed ones at most by that rounding. Ignored on other devices.
         channels_last: keep the nets' weights and activations in the channels-last memory format, which
             oneDNN's CPU convolutions (and CUDA's tensor cores) run faster: on the dev VM's CPU the released
-            nets' steps took 1.2-1.45x less time, the ``cpu`` preset's whole training 1.2x
+            nets' steps took 1.2-1.45x less time, the ``cpu`` preset's steps 1.33x
             (``benchmarks/RESULTS.md``). The convolutions then sum in another order, so the results differ from
             the default's by float rounding; off by default.
         device: where the models, the synthesis and the batches live (``"cuda"`` means this process's
