@@ -1,5 +1,5 @@
 """Shared by the benchmark scripts (not a benchmark itself): the median wall time of repeated calls, alone or
-of two calls in alternation."""
+of two calls in alternation; the machine's measured peak; the CPU's name; liver-ROI-like test slices."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
 
 
 def median_seconds(call: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
@@ -57,3 +60,25 @@ def cpu_model() -> str:
     flags = [f for f in ("avx512f", "avx512_bf16", "amx_tile") if f in info.get("flags", "").split()]
     return (f"{info.get('model name', platform.machine())} (family {info.get('cpu family', '?')}, model "
             f"{info.get('model', '?')}; {' '.join(flags) or 'no avx512'})")
+
+
+def peak_gflops(device: str, dtype: torch.dtype, sync: Callable[[], None] = lambda: None,
+                repeats: int = 5) -> tuple[float, float]:
+    """Measured GFLOP/s of a 2048^3 matmul and of a 3 x 3 convolution, 128 -> 128 channels, 8 x 64 x 64."""
+    a = torch.randn(2048, 2048, device=device, dtype=dtype)
+    matmul = 2 * 2048**3 / median_seconds(lambda: a @ a, repeats, sync) / 1e9
+    x = torch.randn(8, 128, 64, 64, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(128, 128, 3, 3, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    conv_flops = 2 * 8 * 128 * 128 * 9 * 64 * 64
+    conv = conv_flops / median_seconds(lambda: F.conv2d(x, w, padding=1), repeats, sync) / 1e9
+    return matmul, conv
+
+
+def liver_roi_slices(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images, foreground)`` of n liver-ROI-like slices, ``(n, 1, size, size)``: a textured ellipse, zero
+    outside, the ellipse as foreground."""
+    y, x = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    fg = ((x / 0.7) ** 2 + (y / 0.5) ** 2 <= 1)[None, None]
+    images = torch.empty(n, 1, size, size).uniform_(0.4, 0.6, generator=torch.Generator().manual_seed(seed))
+    images.mul_(fg)
+    return images, fg.expand(n, 1, size, size).contiguous()

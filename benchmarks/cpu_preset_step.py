@@ -40,23 +40,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from anywhere: examples/ is not installed
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import cpu_model, median_seconds, paired_median_seconds  # noqa: E402
+from _timing import cpu_model, liver_roi_slices, paired_median_seconds, peak_gflops  # noqa: E402
 
 SETTINGS = {  # name -> (channels_last, precision)
     "fp32": (False, "fp32"),
     "channels-last": (True, "fp32"),
     "channels-last + bf16": (True, "bf16"),
 }
-
-
-def _images(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smooth liver-ROI-like slices in [0, 1] with a disc as foreground."""
-    g = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(n, 1, 8, 8, generator=g)
-    images = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False) * 0.4 + 0.3
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    disc = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 <= (0.4 * size) ** 2)
-    return images.clamp(0, 1), disc.expand(n, 1, size, size).clone()
 
 
 def worker(args) -> dict:
@@ -77,7 +67,7 @@ def worker(args) -> dict:
     torch.set_num_threads(args.threads)
     channels_last, precision = SETTINGS[args.setting]
     settings = PRESETS["cpu"]
-    data = TrainSlices(*_images(4 * args.batch, args.size))
+    data = TrainSlices(*liver_roi_slices(4 * args.batch, args.size))
     out: dict = {"setting": args.setting, "retained": retained}
     for phase in (1, 2):
         restoration, segmentation = seeded_nets(settings.nets.architecture(), 0)
@@ -103,10 +93,7 @@ def worker(args) -> dict:
                     restored = restoration(x)
                 segmentation(torch.cat([restored, x], 1)).mean().backward()
         out[f"phase{phase}_gflop"] = counter.get_total_flops() / 1e9
-    w = torch.randn(128, 128, 3, 3).contiguous(memory_format=torch.channels_last)
-    x = torch.randn(8, 128, 64, 64).contiguous(memory_format=torch.channels_last)
-    out["conv_peak_gflops"] = 2 * 8 * 128 * 128 * 9 * 64 * 64 / median_seconds(
-        lambda: F.conv2d(x, w, padding=1), 5) / 1e9
+    out["conv_peak_gflops"] = peak_gflops("cpu", torch.float32)[1]
     return out
 
 

@@ -59,6 +59,8 @@ SLICES_PER_VOLUME = 70
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from anywhere: examples/ is not installed
 
+from _timing import liver_roi_slices  # noqa: E402  (benchmarks/, on the path of a script run from there)
+
 
 def _peak_rss_mib() -> float:
     # ru_maxrss is in KiB on Linux (bytes on macOS)
@@ -67,15 +69,6 @@ def _peak_rss_mib() -> float:
 
 
 # -------------------------------------------------------------------------------------- worker: one step
-
-
-def _slices(n: int, size: int, seed: int = 0):
-    """n liver-ROI-like slices (a textured ellipse, zero outside, the ellipse as foreground), built in place."""
-    y, x = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
-    fg = ((x / 0.7) ** 2 + (y / 0.5) ** 2 <= 1)[None, None]
-    images = torch.empty(n, 1, size, size).uniform_(0.4, 0.6, generator=torch.Generator().manual_seed(seed))
-    images.mul_(fg)
-    return images, fg.expand(n, 1, size, size).contiguous()
 
 
 class _Clock:
@@ -131,14 +124,14 @@ def worker_step(args) -> dict:
     restoration, segmentation = seeded_nets(settings.nets.architecture(), settings.trainer.seed)
     clock = _Clock(args.device)
     synthesis = _TimedSynthesis(build_synthesis(settings.synthesis), clock)
-    images, foreground = _slices(args.slices, args.size)
+    images, foreground = liver_roi_slices(args.slices, args.size)
     data = TrainSlices(images, foreground)  # what train passes: PreparedSet.train_dataset()
     steps = 1 + args.steps  # the first step warms up (and has no previous step end to time from)
     config = dataclasses.replace(
         settings.trainer, out_dir=None, progress=False, device=args.device, batch_size=args.batch, eval_every=0,
         restoration_max_steps=steps if args.phase == 1 else 0, segmentation_max_steps=steps if args.phase == 2 else 0)
     # Libraries, kernels and thread pools that load on first use: once at a tiny size, before the baseline.
-    tiny = TrainSlices(*_slices(2, settings.nets.size_multiple * 2))
+    tiny = TrainSlices(*liver_roi_slices(2, settings.nets.size_multiple * 2))
     TwoPhaseTrainer(*seeded_nets(settings.nets.architecture(), 0), build_synthesis(settings.synthesis),
                     dataclasses.replace(config, batch_size=2, restoration_max_steps=1, segmentation_max_steps=1)
                     ).fit(tiny)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from _timing import cpu_model, median_seconds  # benchmarks/, on the path of a script run from there
+from _timing import cpu_model, median_seconds, peak_gflops  # benchmarks/, on the path of a script run from there
 
 from pseudoanomaly import presets
 from pseudoanomaly.models import AnomalySegmenter, RestorationUNet, SegmentationNet
@@ -90,17 +90,6 @@ def time_phase(phase: int, steps: int, data, args, sync) -> tuple[float, float]:
     total = run(steps) - setup
     synthesis = timed.seconds  # run(0) makes no synthesis call
     return total / steps, synthesis / total
-
-
-def peak_gflops(device: str, dtype: torch.dtype, sync, repeats: int = 5) -> tuple[float, float]:
-    """Measured GFLOP/s of a 2048^3 matmul and of a 3 x 3 convolution, 128 -> 128 channels, 8 x 64 x 64."""
-    a = torch.randn(2048, 2048, device=device, dtype=dtype)
-    matmul = 2 * 2048**3 / median_seconds(lambda: a @ a, repeats, sync) / 1e9
-    x = torch.randn(8, 128, 64, 64, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(128, 128, 3, 3, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    conv_flops = 2 * 8 * 128 * 128 * 9 * 64 * 64
-    conv = conv_flops / median_seconds(lambda: F.conv2d(x, w, padding=1), repeats, sync) / 1e9
-    return matmul, conv
 
 
 def compute_step(phase: int, device: str, bf16: bool, channels_last: bool = False):
