@@ -31,7 +31,6 @@ __all__ = ["use_channels_last_group_norm", "channels_last_group_norm"]
 # innermost, a broadcast of per-(sample, channel) coefficients runs loops of 8 and is 4-5x slower.
 _INNER = 256
 
-
 # Where this path is faster (2 threads, dev VM, 2026-12-02, forward + backward, ``benchmarks/cpu_preset_step.py``
 # and alternating pairs): with few channels on many pixels, where PyTorch's channels-last kernel cannot vectorize
 # over the channels: 8 x 8 x 128 x 128, 3.2 against 4.8 ms in float32 and 4.5 against 12.4 ms in bfloat16 (with
@@ -57,8 +56,6 @@ def channels_last_group_norm(x: Tensor, num_groups: int, weight: Tensor | None, 
 
     Equal to it up to float rounding; once differentiable (no gradient of the gradient)."""
     return _ChannelsLastGroupNorm.apply(x, num_groups, weight, bias, eps)
-
-
 
 
 def _pixels(x: Tensor) -> Tensor:

@@ -74,14 +74,14 @@ def _gomp() -> ctypes.CDLL | None:
             try:
                 with open("/proc/self/maps") as maps:
                     loaded = {line.split()[-1] for line in maps if "libgomp" in line.rsplit("/", 1)[-1]}
-                torch_lib = Path(torch.__file__).resolve().parent / "lib"
-                # the one shipped with torch first: another library may have loaded a second libgomp
-                for path in sorted(loaded, key=lambda p: not Path(p).resolve().is_relative_to(torch_lib)):
+                if loaded:
+                    torch_lib = Path(torch.__file__).resolve().parent / "lib"
+                    # the one shipped with torch first: another library may have loaded a second libgomp
+                    path = min(loaded, key=lambda p: not Path(p).resolve().is_relative_to(torch_lib))
                     lib = ctypes.CDLL(path)
                     lib.GOMP_parallel.argtypes = (_REGION, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint)
                     lib.GOMP_parallel.restype = None
                     _gomp_lib = lib
-                    break
             except (OSError, AttributeError):
                 _gomp_lib = None
     return _gomp_lib

@@ -6,8 +6,8 @@ once 128 KiB there are free. A training step allocates and frees the same activa
 every step, so every step the kernel maps those pages again and zero-fills each on its first touch. On the
 dev VM (2 threads, 2026-12-02) the ``cpu`` preset's steps took 1.08-1.18x less time with them retained
 (fp32 phase-1 steps 185 -> 164 ms, phase-2 steps 410 -> 351 ms; alternating fresh processes,
-``benchmarks/cpu_preset_step.py``, ``benchmarks/RESULTS.md``). Raising both thresholds lets ``malloc`` recycle the blocks; the arithmetic is
-untouched, so results are bit for bit the same.
+``benchmarks/cpu_preset_step.py``, ``benchmarks/RESULTS.md``). Raising both thresholds lets ``malloc`` recycle
+the blocks; the arithmetic is untouched, so results are bit for bit the same.
 
 This is a process-wide setting of the C library, as ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``
 in the environment are (or preloading jemalloc/tcmalloc, which PyTorch's CPU performance guides suggest): a
@@ -37,8 +37,8 @@ _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TO
 def retain_freed_memory(trim_bytes: int = 2**30) -> bool:
     """Make glibc's ``malloc`` reuse freed blocks of up to 32 MiB and keep up to ``trim_bytes`` of free memory.
 
-    Speeds CPU training steps by 1.08-1.18x on the dev VM, results unchanged (see the module docstring). Call it once,
-    early, in the application (not in a library). Safe to call again.
+    Speeds CPU training steps by 1.08-1.18x on the dev VM, results unchanged (see the module docstring). Call it
+    once, early, in the application (not in a library). Safe to call again.
 
     Args:
         trim_bytes: free memory at the top of the heap that ``malloc`` keeps before returning it to the kernel.
@@ -71,9 +71,10 @@ def retain_freed_memory(trim_bytes: int = 2**30) -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt, version = libc.mallopt, libc.gnu_get_libc_version  # glibc has both; musl has no version call
-    except (OSError, AttributeError):
+    except OSError:
         return False
+    if not hasattr(libc, "gnu_get_libc_version"):  # not glibc (musl's mallopt does nothing)
+        return False
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    del version
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_bytes))
