@@ -5,7 +5,8 @@
     prepare    a CT data set (BTCV, LiTS, MSD, 3D-IRCADb, CHAOS, or one image + mask) -> liver slices
     train      two-phase training on prepared healthy slices (presets: paper, cpu, demo)
     evaluate   Dice / AUROC on prepared tumor slices, report.md and figures
-    segment    tumor maps of CT scans (one, or a folder of them), in each scan's own voxel grid
+    calibrate  a run's lesion threshold, set on healthy livers alone
+    segment    tumor lesions of CT scans (one, or a folder of them), in each scan's own voxel grid
     ablation   the paper's Table 2 rows over several seeds
     lesions    healthy CT -> a LiTS-layout set with realistic synthetic lesions: a label-free validation instrument
     score      NIfTI segmentations against ground-truth label maps, per case and pooled, in each scan's own grid
@@ -46,7 +47,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("prepare", "turn a CT data set into liver slices"),
     "train": ("train", "train on prepared healthy slices"),
     "evaluate": ("evaluate", "score a run on prepared tumor slices and write the report"),
-    "segment": ("segment", "tumor maps of CT scans, one or a folder of them, in each scan's own grid"),
+    "calibrate": ("calibrate", "set a run's lesion threshold on healthy livers (no tumour labels)"),
+    "segment": ("segment", "tumor lesions of CT scans, one or a folder of them, in each scan's own grid"),
     "ablation": ("ablation", "the paper's Table 2 rows over several seeds"),
     "lesions": ("lesions", "insert synthetic liver lesions into healthy CT: a labelled LiTS-layout validation set"),
     "score": ("score", "score NIfTI tumor segmentations against label maps in each scan's own grid"),

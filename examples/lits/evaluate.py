@@ -4,6 +4,12 @@
 
 Metrics and label-free baselines: :mod:`examples.lits.scoring`. The slices are scored at the run's training size
 (labels resized with nearest neighbour by ``load_prepared``).
+
+Next to the paper's voxel-wise figures at 0.5, the report scores the lesion output that ``segment`` writes
+(:mod:`examples.lits.lesion_output`: the run's calibrated threshold, lesions of at least ``--min-lesion-mm3``,
+grown to 0.5), lesion by lesion: each volume's slices are stacked in their order into a 3-D grid at the prepared
+resolution, and lesions are found, missed or false as ``score`` counts them; the label-free rules get the same
+minimum volume.
 """
 
 from __future__ import annotations
@@ -24,9 +30,18 @@ from pseudoanomaly.metrics import best_dice_oracle, dice_per_volume
 from . import report
 from .arguments import add_inference_arguments
 from .dataset import load_slices
+from .lesion_output import LesionOutput, add_lesion_arguments, lesion_settings
 from .locking import writes_folder
 from .runs import HISTORY_FILE, INFER_BATCH, load_run, pick_device, write_json
-from .scoring import THRESHOLD, baseline_metrics, headline, score_maps
+from .scoring import (
+    DARK_RULE_FRACTION,
+    THRESHOLD,
+    baseline_metrics,
+    darkness_scores,
+    headline,
+    lesion_metrics,
+    score_maps,
+)
 
 __all__ = ["evaluate", "add_arguments", "main"]
 
@@ -43,6 +58,9 @@ def evaluate(
     device: str = "auto",
     batch_size: int = INFER_BATCH,
     precision: str = "fp32",
+    threshold: float | str = "auto",
+    min_lesion_mm3: float | None = None,
+    grow_threshold: float | str | None = "auto",
 ) -> dict[str, Any]:
     """Score the run's segmenter on the prepared tumor slices in ``data``; write ``out/metrics.json``, the
     figures and ``out/report.md``.
@@ -54,6 +72,8 @@ def evaluate(
         device: where inference runs (``"auto"``: CUDA when available).
         batch_size: slices per forward pass.
         precision: ``"fp32"``, or ``"bf16"`` (bfloat16 autocast, channels-last nets; see ``--precision``).
+        threshold, min_lesion_mm3, grow_threshold: the lesion output's settings
+            (:meth:`~examples.lits.lesion_output.LesionOutput.resolve`).
 
     Returns:
         The metrics written to ``metrics.json``.
@@ -61,6 +81,7 @@ def evaluate(
     start = time.perf_counter()
     device = pick_device(device)
     segmenter, meta = load_run(run, device, batch_size, precision)
+    output = LesionOutput.resolve(meta, threshold, min_lesion_mm3, grow_threshold)
     test = load_slices(data, meta["size"])
     if not bool(test.tumor.any()):
         raise ValueError(f"{data}: no tumor pixels in these slices; evaluate needs a tumor data set (prepare "
@@ -86,6 +107,7 @@ def evaluate(
         "per_volume": ours["per_volume"],
         "baselines": baseline_metrics(test.images, test.tumor, test.foreground, ids),
         "dice_best_threshold": {"dice": oracle.dice, "threshold": oracle.threshold},
+        "lesions": _lesion_figures(maps, test, output),
         "warnings": _preprocessing_warnings(meta, test.manifest),
     }
     figures = _figures(out, run, segmenter, test, maps, has_tumor, device)
@@ -94,6 +116,21 @@ def evaluate(
     write_json(out / "metrics.json", metrics)
     report.write_markdown(out / "report.md", metrics, figures)
     return metrics
+
+
+def _lesion_figures(maps: Tensor, test, output: LesionOutput) -> dict[str, Any]:
+    """The lesion output's lesion-wise figures, and the label-free rules' with the same minimum volume."""
+    def figures(scores: Tensor, lesions: LesionOutput) -> dict[str, Any]:
+        return lesion_metrics(scores, test.tumor, test.foreground, test.case_ids, test.slice_index, test.voxel_mm,
+                              lesions.apply)
+
+    dark = darkness_scores(test.images, test.foreground)
+    rules = {"all-liver": (test.foreground.float(), THRESHOLD),
+             f"darkest-{round(100 * DARK_RULE_FRACTION)}%": (dark, 1 - DARK_RULE_FRACTION)}
+    return {"settings": {**output.to_dict(), "described": output.describe()},
+            "ours": figures(maps, output),
+            "baselines": {name: figures(scores, LesionOutput(cut, "rule", output.min_volume_mm3))
+                          for name, (scores, cut) in rules.items()}}
 
 
 def _preprocessing_warnings(meta: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
@@ -137,13 +174,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by train")
     parser.add_argument("--data", type=Path, required=True, help="prepared tumor slices (prepare --layout lits)")
     parser.add_argument("--out", type=Path, required=True, help="report folder to write")
+    add_lesion_arguments(parser, "the lesion output's threshold in (0, 1) (default: auto, the run's threshold "
+                                 "calibrated on healthy livers); the paper's voxel-wise figures stay at 0.5")
     add_inference_arguments(parser, INFER_BATCH)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run ``evaluate`` from parsed arguments."""
     metrics = evaluate(args.run, args.data, args.out, device=args.device, batch_size=args.batch_size,
-                       precision=args.precision)
+                       precision=args.precision, **lesion_settings(args))
     print(headline(metrics))
     for warning in metrics["warnings"]:
         print(f"warning: {warning}")

@@ -97,6 +97,29 @@ def write_markdown(path: Path, metrics: dict[str, Any], figures: Sequence[str] =
             f"Diagnostic only: the best threshold chosen *with* the test labels would give a pooled Dice of "
             f"{_fmt(best['dice'])} at {best['threshold']:.3g}; it is an upper bound, not a result.",
         ]
+    lesions = metrics.get("lesions")
+    if lesions:
+        ours, rules = lesions["ours"], lesions["baselines"]
+        lines += [
+            "",
+            "## Lesions",
+            "",
+            f"The lesion output that `segment` writes: {lesions['settings']['described']}. Each volume's slices are "
+            "stacked into a 3-D grid at the prepared resolution; a true lesion is found when the output covers any "
+            "of it, and an output lesion that touches no found lesion is false. The rules get the same minimum "
+            "volume.",
+            "",
+            "| | lesions | found | missed | false | false per volume | Dice (%) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, m in [("ours", ours), *rules.items()]:
+            per = "n/a" if m["false_per_volume"] is None else f"{m['false_per_volume']:.1f}"
+            lines.append(f"| {name} | {m['lesions']} | {m['found']} | {m['missed']} | {m['false']} | {per} | "
+                         f"{_fmt(m['dice_global'])} |")
+        lines += ["", "By size (equivalent-sphere diameter; found of lesions, false): " + ", ".join(
+            f"{size}: {f}/{n}, {fp} false" for size, (n, f, fp) in ours["by_size"].items())]
+        if ours["skipped"]:
+            lines += ["", f"Not scored lesion by lesion (slices of unequal voxel size): {', '.join(ours['skipped'])}"]
     if metrics.get("warnings"):
         lines += ["", "**Warnings**", ""] + [f"- {w}" for w in metrics["warnings"]]
     for name in figures:

@@ -23,7 +23,13 @@ import torch
 from torch import nn
 
 from pseudoanomaly.io import atomic_write
-from pseudoanomaly.models import AnomalySegmenter, ReconstructiveAE, RestorationUNet, SegmentationNet
+from pseudoanomaly.models import (
+    AnomalySegmenter,
+    EnsembleSegmenter,
+    ReconstructiveAE,
+    RestorationUNet,
+    SegmentationNet,
+)
 from pseudoanomaly.training import load_checkpoint, load_segmenter
 
 from .arguments import INFER_PRECISIONS
@@ -40,6 +46,7 @@ CHECKPOINT_FILE = "checkpoint.pt"  # written by the trainer (its CHECKPOINT_NAME
 SEGMENTER_FORMAT = "examples.lits.segmenter/1"
 # Images per forward pass at inference.
 INFER_BATCH = 32
+MAX_MEMBERS = 64  # members of an ensemble a segmenter.pt may record (a bound on what loading it allocates)
 
 
 def pick_device(device: str) -> str:
@@ -107,7 +114,7 @@ def finite(value: Any) -> Any:
 
 
 def load_run(run: str | os.PathLike, device: str = "cpu", batch_size: int | None = INFER_BATCH,
-             precision: str = "fp32") -> tuple[AnomalySegmenter, dict[str, Any]]:
+             precision: str = "fp32") -> tuple[AnomalySegmenter | EnsembleSegmenter, dict[str, Any]]:
     """The trained segmenter of a run folder (in eval mode, on ``device``) and its metadata.
 
     Args:
@@ -138,10 +145,16 @@ def load_run(run: str | os.PathLike, device: str = "cpu", batch_size: int | None
                          "train?") from exc
     if meta.get("format") != SEGMENTER_FORMAT:
         raise ValueError(f"{path}: not a segmenter written by `train` (format {meta.get('format')!r})")
-    restoration, segmentation = build_nets(meta["architecture"])
     if precision not in INFER_PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(INFER_PRECISIONS)}, got {precision!r}")
-    segmenter = AnomalySegmenter(restoration, segmentation, batch_size=batch_size, precision=precision,
-                                 channels_last=precision == "bf16")
+    count = meta.get("members", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_MEMBERS:
+        raise ValueError(f"{path}: records {count!r} ensemble members (1 to {MAX_MEMBERS} expected)")
+
+    def member() -> AnomalySegmenter:
+        return AnomalySegmenter(*build_nets(meta["architecture"]), batch_size=batch_size, precision=precision,
+                                channels_last=precision == "bf16")
+
+    segmenter = member() if count == 1 else EnsembleSegmenter([member() for _ in range(count)])
     segmenter = load_segmenter(segmenter, path)
     return segmenter.to(device).eval(), meta

@@ -60,13 +60,11 @@ import numbers
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
 from pseudoanomaly.io import atomic_write
 
@@ -74,6 +72,7 @@ from .arguments import non_negative_float, open_unit_interval, unit_interval
 from .cases import DEFAULT_LABELS, NIFTI_NAME, check_label_map, decode_labels, load_nifti, natural_key
 from .locking import writes_folder
 from .runs import write_json
+from .scoring import CONNECTIVITY, SIZE_BINS, Lesions, match_lesions
 
 __all__ = [
     "FORMAT", "PREDICTION_KINDS", "SIZE_BINS", "score_folder", "score_case", "case_name", "add_arguments", "main",
@@ -86,10 +85,6 @@ PREDICTION_KINDS = ("auto", "probability", "labels", "mask")
 LITS_TUMOR = 2  # the tumor value of a predicted LiTS label map (0 background, 1 liver, 2 tumor)
 THRESHOLD = 0.5  # segment's and evaluate's decision boundary
 AFFINE_TOLERANCE = 1e-3  # mm, as prepare's --affine-tol
-CONNECTIVITY = {6: 1, 26: 3}  # neighbours -> rank of scipy's generate_binary_structure
-# Lesion size bins by equivalent-sphere diameter: < 10 mm, 10 to 20 mm (both included), > 20 mm.
-SIZE_BINS = ("<10 mm", "10-20 mm", ">20 mm")
-SIZE_EDGES_MM = (10.0, 20.0)
 _PREFIX = re.compile(r"^(volume|segmentation)-")
 
 
@@ -210,52 +205,6 @@ def _check_same_grid(pred_path: Path, pred: np.ndarray, pred_affine: np.ndarray,
 # ------------------------------------------------------------------------------------------- metrics
 
 
-@dataclass(frozen=True)
-class _Lesions:
-    """Counts of one case's lesion matching; ``by_size[bin] = [lesions, found, false]``."""
-
-    lesions: int
-    found: int
-    false: int
-    by_size: dict[str, list[int]]
-
-
-def _diameter_mm(voxels: np.ndarray, voxel_mm3: float) -> np.ndarray:
-    return np.cbrt(6 * voxels * voxel_mm3 / math.pi)
-
-
-def _size_bin(diameter: float) -> str:
-    small, large = SIZE_EDGES_MM
-    return SIZE_BINS[0] if diameter < small else SIZE_BINS[1] if diameter <= large else SIZE_BINS[2]
-
-
-def match_lesions(pred: np.ndarray, truth: np.ndarray, voxel_mm3: float, connectivity: int = 26,
-                  min_overlap: float = 0.0) -> _Lesions:
-    """Match the connected components of ``truth`` and ``pred`` (see the module docstring)."""
-    structure = ndimage.generate_binary_structure(3, CONNECTIVITY[connectivity])
-    true_ids, n_true = ndimage.label(truth, structure)
-    pred_ids, n_pred = ndimage.label(pred, structure)
-    true_size = np.bincount(true_ids.ravel(), minlength=n_true + 1)
-    covered = np.bincount(true_ids[pred].ravel(), minlength=n_true + 1)  # voxels of each true lesion predicted
-    found = (covered > 0) & (covered >= min_overlap * true_size)
-    found[0] = False
-    both = pred & truth
-    pairs = np.unique(np.stack([true_ids[both], pred_ids[both]]), axis=1)  # (2, K): true id, predicted id
-    hits = np.zeros(n_pred + 1, bool)
-    hits[pairs[1][found[pairs[0]]]] = True
-    false = ~hits
-    false[0] = False
-    by_size = {name: [0, 0, 0] for name in SIZE_BINS}
-    for i, d in enumerate(_diameter_mm(true_size[1:], voxel_mm3), start=1):
-        counts = by_size[_size_bin(float(d))]
-        counts[0] += 1
-        counts[1] += int(found[i])
-    pred_size = np.bincount(pred_ids.ravel(), minlength=n_pred + 1)
-    for j in np.flatnonzero(false):
-        by_size[_size_bin(float(_diameter_mm(pred_size[j], voxel_mm3)))][2] += 1
-    return _Lesions(int(n_true), int(found.sum()), int(false.sum()), by_size)
-
-
 def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
 
@@ -272,7 +221,7 @@ def _detection(lesions: int, found: int, false: int) -> dict[str, Any]:
 
 
 def _metrics(intersection: int, predicted: int, true: int, voxel_ml: float | None, predicted_ml: float,
-             true_ml: float, lesions: _Lesions) -> dict[str, Any]:
+             true_ml: float, lesions: Lesions) -> dict[str, Any]:
     error = predicted_ml - true_ml
     return {
         "dice": _dice(intersection, predicted, true),
@@ -309,7 +258,7 @@ def _pooled(cases: list[dict[str, Any]]) -> dict[str, Any]:
     voxels = {k: sum(c["voxels"][k] for c in cases) for k in ("predicted", "true", "overlap")}
     by_size = {name: [sum(c["by_size"][name][k] for c in cases) for k in ("lesions", "found", "false")]
                for name in SIZE_BINS}
-    lesions = _Lesions(*(sum(c[k] for c in cases) for k in ("lesions", "found", "false")), by_size)
+    lesions = Lesions(*(sum(c[k] for c in cases) for k in ("lesions", "found", "false")), by_size)
     pooled = _metrics(voxels["overlap"], voxels["predicted"], voxels["true"], None,
                       sum(c["predicted_ml"] for c in cases), sum(c["true_ml"] for c in cases), lesions)
     dice_global = pooled.pop("dice")

@@ -18,21 +18,78 @@ Metrics (maps binarized at 0.5, the segmentation net's decision boundary; nothin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
+from scipy import ndimage
 from torch import Tensor
 
 from pseudoanomaly.metrics import auroc, average_precision, dice, dice_per_volume, image_scores
 
-__all__ = ["THRESHOLD", "DARK_RULE_FRACTION", "score_maps", "darkness_scores", "baseline_metrics", "headline"]
+__all__ = ["THRESHOLD", "DARK_RULE_FRACTION", "SIZE_BINS", "CONNECTIVITY", "Lesions", "match_lesions", "score_maps",
+           "lesion_metrics", "darkness_scores", "baseline_metrics", "headline"]
 
 # Zhang et al.'s evaluation binarizes the anomaly map at 0.5 (reference evaluation.py).
 THRESHOLD = 0.5
 # The intensity rule flags this fraction of each slice's liver, the darkest pixels. Fixed by us before any
 # measurement (about the tumor share of the liver on LiTS's tumor slices), never tuned on test labels.
 DARK_RULE_FRACTION = 0.10
+CONNECTIVITY = {6: 1, 26: 3}  # neighbours -> rank of scipy's generate_binary_structure
+# Lesion size bins by equivalent-sphere diameter: < 10 mm, 10 to 20 mm (both included), > 20 mm.
+SIZE_BINS = ("<10 mm", "10-20 mm", ">20 mm")
+SIZE_EDGES_MM = (10.0, 20.0)
+
+
+@dataclass(frozen=True)
+class Lesions:
+    """Counts of one case's lesion matching; ``by_size[bin] = [lesions, found, false]``."""
+
+    lesions: int
+    found: int
+    false: int
+    by_size: dict[str, list[int]]
+
+
+def _diameter_mm(voxels: np.ndarray, voxel_mm3: float) -> np.ndarray:
+    return np.cbrt(6 * voxels * voxel_mm3 / math.pi)
+
+
+def _size_bin(diameter: float) -> str:
+    small, large = SIZE_EDGES_MM
+    return SIZE_BINS[0] if diameter < small else SIZE_BINS[1] if diameter <= large else SIZE_BINS[2]
+
+
+def match_lesions(pred: np.ndarray, truth: np.ndarray, voxel_mm3: float, connectivity: int = 26,
+                  min_overlap: float = 0.0) -> Lesions:
+    """Match the 3-D connected components of ``truth`` and ``pred`` (``score``'s rules: a true lesion is found when
+    the prediction covers more than 0 and at least ``min_overlap`` of its voxels; a predicted component that
+    touches no found lesion is false; sizes by equivalent-sphere diameter in :data:`SIZE_BINS`)."""
+    structure = ndimage.generate_binary_structure(3, CONNECTIVITY[connectivity])
+    true_ids, n_true = ndimage.label(truth, structure)
+    pred_ids, n_pred = ndimage.label(pred, structure)
+    true_size = np.bincount(true_ids.ravel(), minlength=n_true + 1)
+    covered = np.bincount(true_ids[pred].ravel(), minlength=n_true + 1)  # voxels of each true lesion predicted
+    found = (covered > 0) & (covered >= min_overlap * true_size)
+    found[0] = False
+    both = pred & truth
+    pairs = np.unique(np.stack([true_ids[both], pred_ids[both]]), axis=1)  # (2, K): true id, predicted id
+    hits = np.zeros(n_pred + 1, bool)
+    hits[pairs[1][found[pairs[0]]]] = True
+    false = ~hits
+    false[0] = False
+    by_size = {name: [0, 0, 0] for name in SIZE_BINS}
+    for i, d in enumerate(_diameter_mm(true_size[1:], voxel_mm3), start=1):
+        counts = by_size[_size_bin(float(d))]
+        counts[0] += 1
+        counts[1] += int(found[i])
+    pred_size = np.bincount(pred_ids.ravel(), minlength=n_pred + 1)
+    for j in np.flatnonzero(false):
+        by_size[_size_bin(float(_diameter_mm(pred_size[j], voxel_mm3)))][2] += 1
+    return Lesions(int(n_true), int(found.sum()), int(false.sum()), by_size)
 
 
 def darkness_scores(images: Tensor, foreground: Tensor) -> Tensor:
@@ -102,6 +159,57 @@ def score_maps(maps: Tensor, labels: Tensor, foreground: Tensor, volume_ids: Seq
     }
 
 
+def lesion_metrics(maps: Tensor, labels: Tensor, foreground: Tensor, volume_ids: Sequence[str],
+                   slice_index: Tensor, voxel_mm: Tensor, to_lesions) -> dict[str, Any]:
+    """Lesion-wise figures of prepared slices, each volume's slices stacked in their order into a 3-D grid at the
+    prepared resolution (slices missing between two kept ones are empty).
+
+    Args:
+        maps: :math:`(N, 1, S, S)` scores; labels, foreground: :math:`(N, 1, S, S)` bool.
+        volume_ids: the volume of each slice; slice_index: :math:`(N,)` its axial index in the volume;
+            voxel_mm: :math:`(N, 3)` its voxel size (slices, rows, columns) in mm.
+        to_lesions: ``(scores (Z, S, S) ndarray, spacing) -> bool lesion mask``.
+
+    Returns:
+        ``dice_global`` of the lesions, ``lesions``, ``found``, ``missed``, ``false``, ``recall``,
+        ``false_per_volume``, ``by_size`` (``bin -> [lesions, found, false]``) and ``per_volume``
+        (``id -> {lesions, found, false}``); a volume whose slices differ in voxel size by more than 1% (per-slice
+        crops) cannot be stacked and is listed in ``skipped``.
+    """
+    ids = np.asarray(list(volume_ids))
+    totals = {"overlap": 0, "predicted": 0, "true": 0, "lesions": 0, "found": 0, "false": 0}
+    by_size = {name: [0, 0, 0] for name in SIZE_BINS}
+    per_volume, skipped = {}, []
+    for volume in dict.fromkeys(ids.tolist()):
+        rows = np.flatnonzero(ids == volume)
+        mm = voxel_mm[rows].double()
+        if float((mm.max(0).values / mm.min(0).values).max()) > 1.01:
+            skipped.append(volume)
+            continue
+        z = slice_index[rows].numpy() - int(slice_index[rows].min())
+        shape = (int(z.max()) + 1, *maps.shape[-2:])
+        score, truth = np.zeros(shape, np.float32), np.zeros(shape, bool)
+        score[z] = (maps[rows, 0] * foreground[rows, 0]).float().numpy()
+        truth[z] = (labels[rows, 0] & foreground[rows, 0]).numpy()
+        spacing = tuple(float(v) for v in mm.median(0).values)
+        pred = to_lesions(score, spacing)
+        found = match_lesions(pred, truth, float(np.prod(spacing)))
+        per_volume[volume] = {"lesions": found.lesions, "found": found.found, "false": found.false}
+        for name, counts in found.by_size.items():
+            by_size[name] = [a + b for a, b in zip(by_size[name], counts)]
+        totals["overlap"] += int((pred & truth).sum())
+        totals["predicted"] += int(pred.sum())
+        totals["true"] += int(truth.sum())
+        for key in ("lesions", "found", "false"):
+            totals[key] += getattr(found, key)
+    denominator = totals["predicted"] + totals["true"]
+    return {"dice_global": 2 * totals["overlap"] / denominator if denominator else 1.0,
+            "lesions": totals["lesions"], "found": totals["found"], "missed": totals["lesions"] - totals["found"],
+            "false": totals["false"], "recall": totals["found"] / totals["lesions"] if totals["lesions"] else None,
+            "false_per_volume": totals["false"] / len(per_volume) if per_volume else None,
+            "by_size": by_size, "per_volume": per_volume, "skipped": skipped}
+
+
 def headline(metrics: dict[str, Any]) -> str:
     """A few lines for the terminal: our Dice and AUROCs next to the label-free baselines."""
     b = metrics["baselines"]
@@ -116,4 +224,15 @@ def headline(metrics: dict[str, Any]) -> str:
                        ("pixel_auroc", "pixel AUROC (liver)"), ("image_auroc", "slice AUROC")):
         lines.append(f"{label:24}{pct(metrics[key]):>7}" + "".join(f"{pct(b[n][key]):>{w}}"
                                                                     for n, w in zip(names, widths)))
+    lesions = metrics.get("lesions")
+    if lesions:  # the lesion output: found / missed / false lesions, summed over volumes
+        ours, rules = lesions["ours"], lesions["baselines"]
+
+        def counts(m):
+            return f"{m['found']}/{m['missed']}/{m['false']}"
+
+        lines.append(f"{'Dice (lesion output)':24}{pct(ours['dice_global']):>7}" + "".join(
+            f"{pct(rules[n]['dice_global']) if n in rules else '':>{w}}" for n, w in zip(names, widths)))
+        lines.append("lesions found / missed / false: " + "; ".join(
+            f"{name} {counts(m)}" for name, m in [("ours", ours), *rules.items()]))
     return "\n".join(lines)

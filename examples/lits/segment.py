@@ -1,37 +1,44 @@
 """``segment``: tumor maps of new CT scans, one scan or a folder of them, each in the scan's own voxel grid.
 
     python -m examples.lits segment --run runs/cpu --image ct.nii.gz --liver liver.nii.gz --out tumor.nii.gz
-    pseudoanomaly-lits segment --run runs/cpu -i scans/ --livers livers/ -o predictions/ --threshold 0.5 --png
+    pseudoanomaly-lits segment --run runs/cpu -i scans/ --livers livers/ -o predictions/ --png
 
 Each scan goes through exactly the preprocessing the run was trained with (``preprocess_volume`` with the
 training data's prepare settings, then the run's slice size as ``load_prepared`` resizes), the segmenter maps
-each liver slice, and ``restore_volume`` puts the maps back: the output has the input's shape and affine, holds
-probabilities in [0, 1], and is 0 outside the liver mask (and in slices too small to have been kept). Files are
-written to a temporary name and renamed, so each output is either complete or untouched (temporaries of a killed
-run are removed by the next).
+each liver slice, and ``restore_volume`` puts the maps back: the probability map has the input's shape and
+affine, holds values in [0, 1], and is 0 outside the liver mask (and in slices too small to have been kept).
+
+The output is lesions (``--output labels``, the default): a label map as LiTS labels it (uint8: 0 background, 1
+liver, 2 tumor), the tumor being the lesions of :mod:`examples.lits.lesion_output`: the run's threshold calibrated
+on healthy livers (``--threshold`` to set one), 3-D lesions of at least ``--min-lesion-mm3``, grown to the net's
+decision boundary. ``--probabilities`` writes the probability map itself, unprocessed (the lesion flags do
+not apply to it and are refused). Files are written to a temporary name and renamed, so each output is either
+complete or untouched (temporaries of a killed run are removed by the next).
 
 A folder (``-i DIR -o OUT``), as nnU-Net predicts: every ``*.nii`` / ``*.nii.gz`` in ``DIR`` is a scan, and its
 liver mask is the file of the same name in ``--livers LIVERS`` or, without ``--livers``, ``<case>_liver.nii.gz``
 (or ``.nii``) beside it in ``DIR`` (files named ``*_liver.nii[.gz]`` are masks, not scans). ``-i`` may also name
 one scan. A scan named as nnU-Net names its inputs, ``<case>_0000.nii.gz``, is the case ``<case>``, and its mask
 may be ``LIVERS/<case>.nii.gz``, as nnU-Net names its predictions. For each case ``OUT/<case>.nii[.gz]`` holds the
-probability map or, with ``--threshold T``, a label map as LiTS labels it (uint8: 0 background, 1 liver, 2 tumor
-where the probability exceeds T); ``--save-probabilities`` adds ``OUT/<case>_probabilities.nii.gz`` beside a label
-map, and ``--png`` a picture ``OUT/<case>.png`` (axial slices through the largest predicted tumors, CT in a liver
-window, liver and tumor outlined). One line per case is printed, and ``OUT/summary.json`` lists them all. Every
+label map (or, with ``--probabilities``, the probability map); ``--save-probabilities`` adds
+``OUT/<case>_probabilities.nii.gz`` beside a label map, and ``--png`` a picture ``OUT/<case>.png`` (axial slices
+through the largest predicted tumors, CT in a liver window, liver and tumor outlined). One line per case is
+printed, and ``OUT/summary.json`` lists them all (with the lesion settings used). Every
 scan's liver mask is found, its grid compared with the scan's, and every output checked not to replace an input,
 before anything is written.
 
 Refused with a one-line error naming the file: NaN voxels, a CT not in Hounsfield units (e.g. scaled to [0, 1]), a
 liver mask that is not a label map (a CT, or image and mask swapped), a liver too small for any slice to reach the
 run's ``min_liver_pixels``, a folder without scans, a scan without its liver mask, an output that would replace an
-input.
+input, a threshold outside (0, 1), a minimum lesion volume that is negative, not finite or larger than a scan's
+liver, a lesion flag with ``--probabilities``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +51,10 @@ import torch.nn.functional as F
 
 from pseudoanomaly.io import atomic_path
 
-from .arguments import add_inference_arguments, open_unit_interval
+from .arguments import add_inference_arguments
 from .cases import check_hounsfield, check_label_map, load_volume, nifti_stem
 from .dataset import resize_slices
+from .lesion_output import LesionOutput, add_lesion_arguments, lesion_settings
 from .preprocess import PrepareConfig, preprocess_volume, restore_volume
 from .report import write_scan_figure
 from .runs import INFER_BATCH, load_run, pick_device, write_json
@@ -56,8 +64,9 @@ __all__ = ["segment", "segment_folder", "find_scans", "SegmentResult", "add_argu
 # How close the liver mask's affine must be to the image's (world units, mm).
 AFFINE_TOLERANCE = 1e-3
 SCANNER_CODE = 1  # NIfTI's sform/qform code of scanner coordinates, which a DICOM series' affine is in
-# Probability above which a voxel counts as tumor in the printed volumes when no --threshold is given.
+# Probability above which a voxel counts as tumor in the printed volumes of a probability output.
 REPORT_THRESHOLD = 0.5
+OUTPUTS = ("labels", "probabilities")
 # LiTS's labels, which the label maps of --threshold follow.
 LIVER_LABEL, TUMOR_LABEL = 1, 2
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -71,9 +80,10 @@ SUMMARY = "summary.json"
 
 @dataclass(frozen=True)
 class SegmentResult:
-    """What was written for one scan: the map (probabilities, or labels with a threshold), how many slices were
-    segmented, the tumor volume (mL) above the threshold (0.5 without one), the largest probability, and the
-    probability map and picture when they were asked for."""
+    """What was written for one scan: the map (labels, or probabilities), how many slices were segmented, the
+    tumor volume (mL: of the lesions written, or above 0.5 in a probability output), the largest probability, the
+    number of lesions (``None`` for a probability output), and the probability map and picture when they were
+    asked for."""
 
     out: Path
     slices: int
@@ -81,6 +91,7 @@ class SegmentResult:
     max_probability: float
     probabilities: Path | None = None
     png: Path | None = None
+    lesions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,7 @@ class _Predictor:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.segmenter, meta = load_run(run, pick_device(device), batch_size, precision)
+        self.meta = meta
         if not meta.get("prepare_config"):
             raise ValueError(f"{run}: the run does not record its preprocessing; retrain it with this version")
         self.config = PrepareConfig(**meta["prepare_config"])
@@ -145,6 +157,37 @@ def _voxel_ml(affine: np.ndarray) -> float:
     return float(np.prod(nib.affines.voxel_sizes(affine))) / 1000
 
 
+def _spacing(affine: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(v) for v in nib.affines.voxel_sizes(affine))
+
+
+def _lesion_output(output: str, meta: dict[str, Any], threshold: float | str | None,
+                   min_lesion_mm3: float | None, grow_threshold: float | str | None) -> LesionOutput | None:
+    """The lesion settings of a label output; ``None`` for probabilities (a lesion flag then is refused)."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if output == "probabilities":
+        given = [name for name, value, default in (("threshold", threshold, "auto"), ("min_lesion_mm3",
+                 min_lesion_mm3, None), ("grow_threshold", grow_threshold, "auto")) if value != default]
+        if given:
+            raise ValueError(f"{given[0]} applies to lesion (label) output; --probabilities writes the map "
+                             "unprocessed")
+        return None
+    return LesionOutput.resolve(meta, threshold, min_lesion_mm3, grow_threshold)
+
+
+def _labels(prediction: _Prediction, lesions: np.ndarray) -> np.ndarray:
+    return np.where(lesions, TUMOR_LABEL, np.where(prediction.liver, LIVER_LABEL, 0)).astype(np.uint8)
+
+
+def _count(lesions: np.ndarray, connectivity: int) -> int:
+    from scipy import ndimage
+
+    from pseudoanomaly.postprocess import CONNECTIVITY
+
+    return int(ndimage.label(lesions, ndimage.generate_binary_structure(3, CONNECTIVITY[connectivity]))[1])
+
+
 def segment(
     run: str | os.PathLike,
     image: str | os.PathLike,
@@ -154,18 +197,25 @@ def segment(
     device: str = "auto",
     batch_size: int = INFER_BATCH,
     precision: str = "fp32",
+    output: str = "labels",
+    threshold: float | str = "auto",
+    min_lesion_mm3: float | None = None,
+    grow_threshold: float | str | None = "auto",
 ) -> SegmentResult:
-    """Write the tumor probability map of ``image`` (a CT in HU) inside ``liver`` to ``out`` (NIfTI).
+    """Write the tumor lesions (or probability map) of ``image`` (a CT in HU) inside ``liver`` to ``out`` (NIfTI).
 
     Args:
         run: a run folder written by ``train``.
         image: the CT volume in Hounsfield units: ``.nii`` / ``.nii.gz``, or a DICOM series folder (the ``dicom``
             extra).
         liver: its liver mask (nonzero = liver), same grid as ``image``: NIfTI, or a DICOM mask series folder.
-        out: the ``.nii`` / ``.nii.gz`` file to write (float32 probabilities).
+        out: the ``.nii`` / ``.nii.gz`` file to write: a uint8 LiTS label map, or float32 probabilities.
         device: where inference runs.
         batch_size: slices per forward pass.
         precision: ``"fp32"``, or ``"bf16"`` (bfloat16 autocast, channels-last nets; see ``--precision``).
+        output: ``"labels"`` (lesions) or ``"probabilities"`` (the map, unprocessed).
+        threshold, min_lesion_mm3, grow_threshold: the lesion settings of
+            :meth:`~examples.lits.lesion_output.LesionOutput.resolve` (labels only).
 
     Returns:
         A :class:`SegmentResult`.
@@ -175,11 +225,20 @@ def segment(
         raise ValueError(f"{out}: the output must end in .nii or .nii.gz")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"{out.parent}: no such folder for --out")
-    prediction = _Predictor(run, device, batch_size, precision)(image, liver)
-    _save_nifti(prediction.probability, prediction.affine, out, reference=Path(image))
-    tumor = prediction.probability > REPORT_THRESHOLD
-    return SegmentResult(out, prediction.slices, float(tumor.sum()) * _voxel_ml(prediction.affine),
-                         float(prediction.probability.max()))
+    predictor = _Predictor(run, device, batch_size, precision)
+    lesions = _lesion_output(output, predictor.meta, threshold, min_lesion_mm3, grow_threshold)
+    prediction = predictor(image, liver)
+    voxel_ml = _voxel_ml(prediction.affine)
+    if lesions is None:
+        _save_nifti(prediction.probability, prediction.affine, out, reference=Path(image))
+        tumor, count = prediction.probability > REPORT_THRESHOLD, None
+    else:
+        lesions.check_liver(float(prediction.liver.sum()) * voxel_ml, str(liver))
+        tumor = lesions.apply(prediction.probability, _spacing(prediction.affine))
+        count = _count(tumor, lesions.connectivity)
+        _save_nifti(_labels(prediction, tumor), prediction.affine, out, reference=Path(image))
+    return SegmentResult(out, prediction.slices, float(tumor.sum()) * voxel_ml, float(prediction.probability.max()),
+                         lesions=count)
 
 
 def _case_id(path: Path) -> str:
@@ -244,13 +303,16 @@ def segment_folder(
     out_dir: str | os.PathLike,
     *,
     livers: str | os.PathLike | None = None,
-    threshold: float | None = None,
+    threshold: float | str | None = "auto",
     save_probabilities: bool = False,
     png: bool = False,
     device: str = "auto",
     batch_size: int = INFER_BATCH,
     precision: str = "fp32",
     print_fn: Callable[[str], Any] = print,
+    output: str = "labels",
+    min_lesion_mm3: float | None = None,
+    grow_threshold: float | str | None = "auto",
 ) -> list[SegmentResult]:
     """Segment every scan of ``inputs`` (see :func:`find_scans`) into ``out_dir``, as the module describes.
 
@@ -260,25 +322,31 @@ def segment_folder(
         out_dir: the folder to write (created if needed).
         livers: the folder of the liver masks, same file names as the scans (default: ``<case>_liver`` beside
             each scan).
-        threshold: write label maps (0 background, 1 liver, 2 tumor above ``threshold``) instead of
-            probabilities; in (0, 1).
-        save_probabilities: with ``threshold``, also write ``<case>_probabilities.nii.gz``.
+        threshold: ``"auto"`` (the run's calibrated threshold) or a value in (0, 1): the lesions' threshold.
+            ``None`` is the earlier spelling of ``output="probabilities"`` (deprecated).
+        save_probabilities: with label output, also write ``<case>_probabilities.nii.gz``.
         png: also write ``<case>.png``, axial slices through the largest predicted tumors.
         device: where inference runs.
         batch_size: slices per forward pass.
         precision: ``"fp32"``, or ``"bf16"`` (bfloat16 autocast, channels-last nets; see ``--precision``).
         print_fn: receives one line per case.
+        output: ``"labels"`` (lesions, LiTS labels) or ``"probabilities"`` (the map, unprocessed).
+        min_lesion_mm3, grow_threshold: the lesion settings of
+            :meth:`~examples.lits.lesion_output.LesionOutput.resolve` (labels only).
 
     Returns:
         One :class:`SegmentResult` per scan; ``out_dir/summary.json`` lists them.
     """
-    if threshold is not None and not 0 < threshold < 1:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    if save_probabilities and threshold is None:
-        raise ValueError("--save-probabilities needs --threshold: without it the output is the probability map")
+    if threshold is None:
+        warnings.warn("segment_folder(threshold=None) is now output='probabilities'; the default output is lesions "
+                      "at the run's calibrated threshold", DeprecationWarning, stacklevel=2)
+        output, threshold = "probabilities", "auto"
+    if output == "probabilities" and save_probabilities:
+        raise ValueError("--save-probabilities adds the map beside a label map; with --probabilities the output "
+                         "is the probability map already")
     out_dir = Path(out_dir)
     pairs = find_scans(inputs, livers)
-    planned = {scan: _outputs(scan, out_dir, threshold is not None and save_probabilities, png) for scan, _ in pairs}
+    planned = {scan: _outputs(scan, out_dir, output == "labels" and save_probabilities, png) for scan, _ in pairs}
     sources = {p.resolve() for pair in pairs for p in pair}
     for scan, paths in planned.items():
         clash = next((p for p in paths if p is not None and p.resolve() in sources), None)
@@ -291,40 +359,56 @@ def segment_folder(
             raise ValueError(f"{liver}: liver mask shape {_header_shape(liver)} differs from the image's "
                              f"{_header_shape(scan)} ({scan})")
     predictor = _Predictor(run, device, batch_size, precision)
+    lesions = _lesion_output(output, predictor.meta, threshold, min_lesion_mm3, grow_threshold)
+    if lesions is not None and lesions.min_volume_mm3 > 0:  # every liver checked before anything is written
+        for _, liver in pairs:
+            lesions.check_liver(_liver_ml(liver), str(liver))
     out_dir.mkdir(parents=True, exist_ok=True)
     results, rows = [], []
     for scan, liver in pairs:
         prediction = predictor(scan, liver)
         out, probabilities, picture = planned[scan]
-        cut = REPORT_THRESHOLD if threshold is None else threshold
-        tumor = prediction.probability > cut
-        if threshold is None:
+        if lesions is None:
+            tumor, count, what = prediction.probability > REPORT_THRESHOLD, None, f"p > {REPORT_THRESHOLD:g}"
             _save_nifti(prediction.probability, prediction.affine, out, reference=scan)
         else:
-            labels = np.where(tumor, TUMOR_LABEL, np.where(prediction.liver, LIVER_LABEL, 0)).astype(np.uint8)
-            _save_nifti(labels, prediction.affine, out, reference=scan)
+            tumor = lesions.apply(prediction.probability, _spacing(prediction.affine))
+            count = _count(tumor, lesions.connectivity)
+            what = f"{count} lesion{'s' if count != 1 else ''}"
+            _save_nifti(_labels(prediction, tumor), prediction.affine, out, reference=scan)
             if probabilities is not None:
                 _save_nifti(prediction.probability, prediction.affine, probabilities, reference=scan)
         if picture is not None:
-            _save_figure(picture, prediction, tumor, title=f"{scan.name}: tumor at p > {cut:g}")
+            title = f"{scan.name}: tumor at p > {REPORT_THRESHOLD:g}" if lesions is None else \
+                f"{scan.name}: {what}, p > {lesions.threshold:.2f}"
+            _save_figure(picture, prediction, tumor, title=title)
         voxel_ml = _voxel_ml(prediction.affine)
         result = SegmentResult(out, prediction.slices, float(tumor.sum()) * voxel_ml,
-                               float(prediction.probability.max()), probabilities, picture)
+                               float(prediction.probability.max()), probabilities, picture, count)
         results.append(result)
         rows.append({"case": _case_id(scan), "image": str(scan), "liver": str(liver), "out": str(out),
                      "probabilities": None if probabilities is None else str(probabilities),
                      "png": None if picture is None else str(picture), "slices": result.slices,
                      "liver_ml": float(prediction.liver.sum()) * voxel_ml, "tumor_ml": result.tumor_ml,
-                     "max_probability": result.max_probability, "shape": list(prediction.hu.shape)})
-        print_fn(f"{_case_id(scan)}: {result.slices} liver slices, tumor at p > {cut:g}: {result.tumor_ml:.1f} mL "
+                     "lesions": count, "max_probability": result.max_probability,
+                     "shape": list(prediction.hu.shape)})
+        print_fn(f"{_case_id(scan)}: {result.slices} liver slices, {what}: {result.tumor_ml:.1f} mL "
                  f"(max probability {result.max_probability:.2f}) -> {out}")
     write_json(out_dir / SUMMARY, {"run": str(run), "inputs": str(inputs),
-                                   "livers": None if livers is None else str(livers), "threshold": threshold,
-                                   "tumor_threshold": REPORT_THRESHOLD if threshold is None else threshold,
-                                   "output": "labels" if threshold is not None else "probabilities",
+                                   "livers": None if livers is None else str(livers),
+                                   "threshold": None if lesions is None else lesions.threshold,
+                                   "tumor_threshold": REPORT_THRESHOLD if lesions is None else lesions.threshold,
+                                   "output": output,
+                                   "lesion_output": None if lesions is None else lesions.to_dict(),
                                    "labels": {"background": 0, "liver": LIVER_LABEL, "tumor": TUMOR_LABEL},
                                    "cases": rows})
     return results
+
+
+def _liver_ml(liver: Path) -> float:
+    """The liver volume (mL) of a mask file or DICOM mask series."""
+    mask, affine = load_volume(liver, "liver mask")
+    return float(np.count_nonzero(mask)) * _voxel_ml(affine)
 
 
 def _header_shape(path: Path) -> tuple[int, ...]:
@@ -383,7 +467,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     one = parser.add_argument_group("one scan")
     one.add_argument("--image", type=Path, help="CT volume in HU (.nii or .nii.gz, or a DICOM series folder)")
     one.add_argument("--liver", type=Path, help="its liver mask (.nii or .nii.gz, or a DICOM mask series folder)")
-    one.add_argument("--out", type=Path, help="probability map to write (.nii or .nii.gz)")
+    one.add_argument("--out", type=Path, help="label map (or, with --probabilities, probability map) to write "
+                                              "(.nii or .nii.gz)")
     many = parser.add_argument_group("a folder of scans, as nnU-Net predicts")
     many.add_argument("-i", "--input", type=Path, metavar="DIR_OR_FILE",
                       help="folder of CT scans in HU (*.nii, *.nii.gz), or one scan")
@@ -392,21 +477,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     many.add_argument("--livers", type=Path, metavar="DIR",
                       help="folder of the liver masks, same file names as the scans (default: <case>_liver.nii.gz "
                            "beside each scan)")
-    many.add_argument("--threshold", type=open_unit_interval, metavar="T",
-                      help="write label maps (uint8: 0 background, 1 liver, 2 tumor where p > T, as LiTS) instead "
-                           "of probabilities; 0 < T < 1 (default: none, probabilities)")
     many.add_argument("--save-probabilities", action="store_true",
-                      help="with --threshold, also write <case>_probabilities.nii.gz")
+                      help="also write <case>_probabilities.nii.gz beside each label map")
     many.add_argument("--png", action="store_true",
                       help="also write <case>.png: axial slices through the largest predicted tumors")
+    parser.add_argument("--probabilities", action="store_true",
+                        help="write the probability map (float32, unprocessed) instead of lesions")
+    add_lesion_arguments(parser, "lesion threshold in (0, 1) (default: auto, the run's threshold calibrated on "
+                                 "healthy livers; 0.5 for a run without one)")
     add_inference_arguments(parser, INFER_BATCH)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run ``segment`` from parsed arguments."""
     one = {"--image": args.image, "--liver": args.liver, "--out": args.out}
-    many = {"-i": args.input, "-o": args.output, "--livers": args.livers, "--threshold": args.threshold,
+    many = {"-i": args.input, "-o": args.output, "--livers": args.livers,
             "--save-probabilities": args.save_probabilities or None, "--png": args.png or None}
+    output = "probabilities" if args.probabilities else "labels"
+    lesions = lesion_settings(args)
     given_one = [flag for flag, value in one.items() if value is not None]
     given_many = [flag for flag, value in many.items() if value is not None]
     if given_one and given_many:
@@ -414,9 +502,10 @@ def main(args: argparse.Namespace) -> int:
     if given_many:
         if args.input is None or args.output is None:
             raise ValueError("a folder needs both -i DIR_OR_FILE and -o DIR")
-        results = segment_folder(args.run, args.input, args.output, livers=args.livers, threshold=args.threshold,
+        results = segment_folder(args.run, args.input, args.output, livers=args.livers,
                                  save_probabilities=args.save_probabilities, png=args.png, device=args.device,
-                                 batch_size=args.batch_size, precision=args.precision)
+                                 batch_size=args.batch_size, precision=args.precision, output=output,
+                                 **lesions)
         print(f"segmented {len(results)} scans; wrote {Path(args.output) / SUMMARY}")
         return 0
     if len(given_one) < 3:
@@ -424,7 +513,9 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"one scan needs --image, --liver and --out (missing {' '.join(missing)}); "
                          "a folder: -i DIR -o DIR")
     result = segment(args.run, args.image, args.liver, args.out, device=args.device, batch_size=args.batch_size,
-                     precision=args.precision)
-    print(f"segmented {result.slices} liver slices; tumor at p > {REPORT_THRESHOLD}: {result.tumor_ml:.1f} mL "
+                     precision=args.precision, output=output, **lesions)
+    found = (f"tumor at p > {REPORT_THRESHOLD}" if result.lesions is None else
+             f"{result.lesions} lesion{'s' if result.lesions != 1 else ''}")
+    print(f"segmented {result.slices} liver slices; {found}: {result.tumor_ml:.1f} mL "
           f"(max probability {result.max_probability:.2f}); wrote {result.out}")
     return 0

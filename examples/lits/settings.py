@@ -192,6 +192,9 @@ class TrainSettings:
             across them so that one spans slices as a tumour does (``None``: single slices, as the paper).
             ``batch_size`` still counts slices: a step holds ``batch_size // slab`` slabs. ``max_slices`` keeps
             ``max_slices // slab`` slabs.
+        ensemble: train this many pairs of nets, of seeds ``seed * ensemble + k`` for ``k < ensemble`` (each a
+            whole run in ``members/k``), and segment with the mean of their maps: the answer then depends less
+            on one run's luck (``pseudoanomaly.models.EnsembleSegmenter``). 1: one pair, of seed ``seed``.
 
     Example:
         >>> s = TrainSettings().replace(size=64, lr=1e-3, restoration_width=8)
@@ -205,8 +208,11 @@ class TrainSettings:
     max_slices: int | None = None
     synthesis: str = "zhang2023"
     slab: int | None = None
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble < 1:
+            raise ValueError(f"ensemble must be an integer >= 1 (pairs of nets), got {self.ensemble!r}")
         if self.synthesis not in SYNTHESES:
             raise ValueError(f"synthesis must be one of {sorted(SYNTHESES)}, got {self.synthesis!r}")
         if self.slab is not None:
@@ -257,12 +263,14 @@ class TrainSettings:
         return dataclasses.replace(self, **own)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{"size", "max_slices", "synthesis", ["slab",] "nets": {...}, "trainer": {...}}``."""
+        """JSON-ready: ``{"size", "max_slices", "synthesis", ["slab",] ["ensemble",] "nets", "trainer"}``."""
         nets = dataclasses.asdict(self.nets)
         nets["segmentation_multipliers"] = list(self.nets.segmentation_multipliers)
         own = {"size": self.size, "max_slices": self.max_slices, "synthesis": self.synthesis}
         if self.slab is not None:  # absent from the records of single-slice runs, as before slabs existed
             own["slab"] = self.slab
+        if self.ensemble != 1:  # absent from the records of single runs, as before ensembles existed
+            own["ensemble"] = self.ensemble
         return {**own, "nets": nets, "trainer": self.trainer.to_dict()}
 
     @classmethod
@@ -317,7 +325,7 @@ PRESETS: dict[str, TrainSettings] = {
     "cpu": TrainSettings().replace(
         size=128, restoration_width=8, segmentation_width=16, segmentation_multipliers=(1, 2, 4, 8),
         restoration_max_steps=1200, segmentation_max_steps=400, batch_size=8, lr=1e-3, scheduler="cosine",
-        eval_every=40, checkpoint_every=100, max_slices=150, synthesis="mixed",
+        eval_every=40, checkpoint_every=100, max_slices=150, synthesis="mixed", ensemble=2,
     ),
     "demo": TrainSettings().replace(
         size=64, restoration_width=16, segmentation_width=16, segmentation_multipliers=(1, 2, 4, 8),

@@ -37,12 +37,15 @@ import torch
 import torch.distributed as dist
 
 import pseudoanomaly
+from pseudoanomaly.models import AnomalySegmenter, EnsembleSegmenter
 from pseudoanomaly.training import TwoPhaseTrainer, init_distributed, save_segmenter
 from pseudoanomaly.training.distributed import rank_and_world_size
 
+from .arguments import open_unit_interval
+from .calibration import DEFAULT_FALSE_POSITIVE_FRACTION, calibration_record
 from .dataset import load_slices
 from .locking import writes_folder
-from .runs import SEGMENTER_FORMAT, RunFiles, pick_device, seeded_nets, write_json
+from .runs import INFER_BATCH, SEGMENTER_FORMAT, RunFiles, load_run, pick_device, seeded_nets, write_json
 from .settings import TrainSettings, add_settings_arguments, prepare_mismatch, settings_from_args, training_inputs
 
 __all__ = ["TrainResult", "train", "add_arguments", "main"]
@@ -60,6 +63,7 @@ class TrainResult:
     seconds: float = 0.0
     train_slices: int = 0
     warnings: list[str] = field(default_factory=list)
+    calibration: dict[str, Any] | None = None  # the lesion threshold set on the training livers (rank 0)
 
 
 # ------------------------------------------------------------------------------------------------ command
@@ -76,6 +80,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    false_positive_fraction: float = DEFAULT_FALSE_POSITIVE_FRACTION,
 ) -> TrainResult:
     """Train the paper's pipeline on the prepared healthy slices in ``data``; write the run folder ``out``.
 
@@ -88,10 +93,19 @@ def train(
         resume: continue the run in ``out`` from its checkpoint (same settings and data).
         progress: progress bars.
         stop_after: stop (as an interruption would) after this many optimizer steps of this call.
+        false_positive_fraction: the run's lesion threshold is set at the end so that this share of the training
+            livers' volume lies above it (:mod:`examples.lits.calibrate`; ``calibrate`` sets it again on held-out
+            healthy scans).
 
     Returns:
         A :class:`TrainResult`.
     """
+    if isinstance(false_positive_fraction, bool) or not isinstance(false_positive_fraction, (int, float)) or \
+            not 0 < false_positive_fraction < 1:
+        raise ValueError(f"false_positive_fraction must be in (0, 1), got {false_positive_fraction!r}")
+    if settings.ensemble > 1:
+        return _train_ensemble(data, Path(out), settings, preset=preset, val=val, resume=resume, progress=progress,
+                               stop_after=stop_after, false_positive_fraction=false_positive_fraction)
     start = time.perf_counter()
     run = RunFiles(Path(out))
     if resume and not run.checkpoint.is_file():
@@ -153,10 +167,86 @@ def train(
         write_json(run.history, history)
         meta = {"format": SEGMENTER_FORMAT, "architecture": arch, "size": size, "preset": preset,
                 "prepare_config": prepared.manifest.get("config"), "trainer": config.to_dict()}
+        # the run's lesion threshold, on the healthy livers it trained on (calibrate sets it on held-out ones)
+        inference = AnomalySegmenter(trainer.restoration, trainer.segmentation, batch_size=INFER_BATCH).eval()
+        meta["calibration"] = result.calibration = calibration_record(inference, prepared, false_positive_fraction,
+                                                                       "training", data)
         save_segmenter(trainer.export(), run.segmenter, config=meta)
     steps_per_epoch = len(train_set) // config.batch_size
     result.completed, result.history = True, history
     result.steps = sum(phase.total_steps(steps_per_epoch) for phase in trainer.phases)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+MEMBERS = "members"  # an ensemble's runs: RUN/members/<k>/, each a whole run folder
+
+
+def member_seed(seed: int, member: int, members: int) -> int:
+    """The training seed of member ``member`` of an ensemble of ``members`` started with ``seed``: ensembles of
+    consecutive seeds share no member, and an ensemble of one is the plain run of ``seed``."""
+    return seed * members + member
+
+
+def _train_ensemble(data: str | os.PathLike, out: Path, settings: TrainSettings, *, preset: str | None,
+                    val: str | os.PathLike | None, resume: bool, progress: bool, stop_after: int | None,
+                    false_positive_fraction: float) -> TrainResult:
+    """``settings.ensemble`` whole runs of consecutive seeds in ``out/members/<k>``, one after the other, then the
+    ensemble's ``segmenter.pt`` (every member's weights) calibrated on the training livers."""
+    start = time.perf_counter()
+    run = RunFiles(out)
+    count = settings.ensemble
+    members = [out / MEMBERS / str(k) for k in range(count)]
+    record = {"format": "examples.lits.run/1", "preset": preset, "settings": settings.to_dict(),
+              "members": [str(Path(MEMBERS) / str(k)) for k in range(count)],
+              "member_seeds": [member_seed(settings.trainer.seed, k, count) for k in range(count)]}
+    started = run.config.is_file() or any(RunFiles(m).checkpoint.is_file() for m in members)
+    if not resume and (started or run.segmenter.is_file()):
+        raise FileExistsError(f"{run.root} already holds a run ({run.config}); pass --resume to continue it or "
+                              "choose another --out")
+    if resume:
+        if not run.config.is_file():
+            raise FileNotFoundError(f"{run.config}: missing; nothing to resume in {run.root}")
+        saved = json.loads(run.config.read_text())
+        if saved.get("settings") != record["settings"]:
+            raise ValueError(f"{run.config}: --resume with other settings than the ensemble was started with")
+    else:
+        run.root.mkdir(parents=True, exist_ok=True)
+        write_json(run.config, record)
+    result = TrainResult(run=run, completed=False)
+    left, per_member = stop_after, 0
+    for k, folder in enumerate(members):
+        if RunFiles(folder).segmenter.is_file():
+            continue  # a member finished by an earlier call
+        member = settings.replace(ensemble=1, seed=member_seed(settings.trainer.seed, k, count))
+        part = train(data, folder, member, preset=preset, val=val, resume=RunFiles(folder).checkpoint.is_file(),
+                     progress=progress, stop_after=left, false_positive_fraction=false_positive_fraction)
+        result.warnings.extend(w for w in part.warnings if w not in result.warnings)
+        result.steps += part.steps
+        result.train_slices = part.train_slices
+        if not part.completed:
+            result.seconds = time.perf_counter() - start
+            return result
+        per_member = part.steps
+        if left is not None:
+            left = max(left - part.steps, 1)
+    loaded = [load_run(folder, pick_device(settings.trainer.device), INFER_BATCH) for folder in members]
+    ensemble = EnsembleSegmenter([segmenter for segmenter, _ in loaded])
+    meta = dict(loaded[0][1])
+    meta.pop("calibration", None)
+    meta.update(members=count, member_seeds=record["member_seeds"])
+    prepared = load_slices(data, settings.size, settings.max_slices if settings.slab is None else None)
+    meta["calibration"] = result.calibration = calibration_record(ensemble, prepared, false_positive_fraction,
+                                                                   "training", data)
+    save_segmenter(ensemble, run.segmenter, config=meta)
+    first = RunFiles(members[0]).history
+    if first.is_file():  # Fig. 3 of the report: the first member's phase-2 history
+        write_json(run.history, json.loads(first.read_text()))
+        result.history = json.loads(first.read_text())
+    result.completed = True
+    result.train_slices = result.train_slices or len(prepared)
+    if per_member:  # every member trains as long: the whole ensemble's steps
+        result.steps = per_member * count
     result.seconds = time.perf_counter() - start
     return result
 
@@ -199,6 +289,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-after", type=int, metavar="STEPS",
                         help="stop after STEPS optimizer steps as if interrupted (continue with --resume)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--false-positive-fraction", type=open_unit_interval, metavar="F",
+                        default=DEFAULT_FALSE_POSITIVE_FRACTION,
+                        help="set the run's lesion threshold so that this share of the training livers' volume "
+                             "lies above it (calibrate sets it again on held-out healthy scans; default: "
+                             "%(default)s)")
     add_settings_arguments(parser)
 
 
@@ -225,7 +320,8 @@ def _main(args: argparse.Namespace) -> int:
         base, preset = _saved_settings(RunFiles(args.out).config)
     settings = settings_from_args(args, base)
     result = train(args.data, args.out, settings, preset=preset, val=args.val, resume=args.resume,
-                   progress=not args.no_progress, stop_after=args.stop_after)
+                   progress=not args.no_progress, stop_after=args.stop_after,
+                   false_positive_fraction=args.false_positive_fraction)
     if rank != 0:  # rank 0 reports
         return 0
     for warning in result.warnings:
@@ -236,6 +332,10 @@ def _main(args: argparse.Namespace) -> int:
         return 0
     print(f"trained on {result.train_slices} slices, {result.steps} steps in {result.seconds:.0f} s; "
           f"weights: {result.run.segmenter}")
+    if result.calibration is not None:
+        print(f"lesion threshold {result.calibration['threshold']:.3f}: "
+              f"{100 * result.calibration['false_positive_fraction']:g}% of the training livers' volume lies above it "
+              "(calibrate sets it on held-out healthy scans)")
     if result.history:
         last = result.history[-1]
         print(f"phase-2 validation at its last step: Dice {_pct(last.get('dice'))}, "

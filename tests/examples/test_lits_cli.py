@@ -96,7 +96,7 @@ def test_evaluate_writes_metrics_report_and_figures(workspace, capsys):
 def test_segment_keeps_the_input_geometry(workspace, capsys):
     out = workspace["root"] / "pred.nii.gz"
     code, stdout, _ = run_cli(capsys, "segment", "--run", workspace["run"], "--image", workspace["volume"],
-                              "--liver", workspace["segmentation"], "--out", out)
+                              "--liver", workspace["segmentation"], "--out", out, "--probabilities")
     assert code == 0 and "wrote" in stdout
     source, pred = nib.load(workspace["volume"]), nib.load(out)
     assert pred.shape == source.shape
@@ -108,6 +108,13 @@ def test_segment_keeps_the_input_geometry(workspace, capsys):
     assert not values[~liver].any()
     assert values[liver].any()  # the map is defined on the liver (softmax probabilities are never exactly 0)
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+    # the default: a LiTS label map of the same grid, tumor only inside the liver
+    labels_out = workspace["root"] / "labels.nii.gz"
+    code, stdout, _ = run_cli(capsys, "segment", "--run", workspace["run"], "--image", workspace["volume"],
+                              "--liver", workspace["segmentation"], "--out", labels_out)
+    assert code == 0 and " lesion" in stdout
+    labels = np.asarray(nib.load(labels_out).dataobj)
+    assert labels.dtype == np.uint8 and labels.shape == source.shape and np.array_equal(labels > 0, liver)
 
 
 def test_ablation_cells_train_with_the_given_optimizer(workspace, capsys):
@@ -274,7 +281,7 @@ def test_real_scan_trains_and_segments_in_its_own_geometry(chaos_dir, tmp_path, 
     assert losses and all(np.isfinite(v) for row in losses for k, v in row.items() if "loss" in k)
 
     code, stdout, _ = run_cli(capsys, "segment", "--run", run, "--image", chaos_dir / "ct.nii.gz", "--liver",
-                              chaos_dir / "liver.nii.gz", "--out", out)
+                              chaos_dir / "liver.nii.gz", "--out", out, "--probabilities")
     assert code == 0 and str(out) in stdout
     source, written = nib.load(chaos_dir / "ct.nii.gz"), nib.load(out)
     assert written.shape == source.shape and np.allclose(written.affine, source.affine)

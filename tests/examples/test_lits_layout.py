@@ -6,10 +6,10 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "examples" / "lits"
-COMMANDS = {"prepare", "train", "evaluate", "segment", "lesions", "ablation", "score"}
+COMMANDS = {"prepare", "train", "calibrate", "evaluate", "segment", "lesions", "ablation", "score"}
 COMPOSERS = {"demo"}  # runs the commands one after another, as a user would
 BASE = {"arguments", "locking", "cases", "dicom", "preprocess", "volumes", "dataset", "settings", "runs", "scoring", "report",
-        "phantom"}
+        "phantom", "calibration", "lesion_output"}
 
 
 def _local_imports(module: str) -> set[str]:

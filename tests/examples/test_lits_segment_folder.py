@@ -1,7 +1,7 @@
 """``segment -i DIR -o DIR``: a folder of scans, as nnU-Net predicts, with a tiny trained run.
 
-Checks what a user of the outputs relies on: one file per scan in the scan's own grid, LiTS's labels with
-``--threshold``, the same probabilities as the one-scan command, the picture and ``summary.json``; and that bad
+Checks what a user of the outputs relies on: one file per scan in the scan's own grid, LiTS's labels of the lesions
+at the run's calibrated threshold by default (or ``--threshold``), the same probabilities as the one-scan command, the picture and ``summary.json``; and that bad
 inputs stop with one line naming the file or value before anything is written.
 """
 
@@ -17,7 +17,12 @@ import pytest
 nib = pytest.importorskip("nibabel")
 pytest.importorskip("matplotlib")
 
+from scipy import ndimage  # noqa: E402
+
 from examples.lits.__main__ import main  # noqa: E402
+from examples.lits.lesion_output import DEFAULT_MIN_LESION_MM3  # noqa: E402
+from pseudoanomaly.postprocess import lesion_mask  # noqa: E402
+from pseudoanomaly.training import load_checkpoint  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -49,9 +54,11 @@ def scans(lits_tiny_run, tmp_path) -> dict[str, Path]:
 
 
 def test_folder_with_threshold_writes_lits_label_maps_in_each_scans_grid(scans, tmp_path, capsys):
+    # lesion post-processing off: the label map is exactly the voxel-wise cut
     out = tmp_path / "predictions"
     code, stdout, _ = cli(capsys, "segment", "--run", scans["run"], "-i", scans["scans"], "--livers",
-                          scans["livers"], "-o", out, "--threshold", "0.3", "--save-probabilities", "--png")
+                          scans["livers"], "-o", out, "--threshold", "0.3", "--min-lesion-mm3", "0",
+                          "--grow-threshold", "none", "--save-probabilities", "--png")
     assert code == 0
     names = sorted(p.name for p in scans["scans"].iterdir())
     assert len(names) == 2
@@ -85,10 +92,32 @@ def test_folder_with_threshold_writes_lits_label_maps_in_each_scans_grid(scans, 
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
 
 
-def test_folder_without_threshold_gives_the_one_scan_probabilities(scans, tmp_path, capsys):
+def test_default_output_is_lesions_at_the_runs_calibrated_threshold(scans, tmp_path, capsys):
+    out = tmp_path / "lesions"
+    code, stdout, _ = cli(capsys, "segment", "--run", scans["run"], "-i", scans["scans"], "--livers",
+                          scans["livers"], "-o", out, "--save-probabilities")
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    meta = load_checkpoint(Path(scans["run"]) / "segmenter.pt")["config"]
+    settings = summary["lesion_output"]
+    assert summary["output"] == "labels"
+    assert settings["threshold"] == meta["calibration"]["threshold"] == summary["threshold"]
+    assert settings["min_volume_mm3"] == DEFAULT_MIN_LESION_MM3 and "calibrated on training" in settings["source"]
+    for row in summary["cases"]:
+        labels = nib.load(row["out"])
+        p = np.asarray(nib.load(row["probabilities"]).dataobj)
+        spacing = nib.affines.voxel_sizes(labels.affine)
+        expected = lesion_mask(p, settings["threshold"], spacing=spacing, min_volume_mm3=settings["min_volume_mm3"],
+                               grow_threshold=settings["grow_threshold"])
+        assert np.array_equal(np.asarray(labels.dataobj) == 2, expected)
+        assert row["lesions"] == ndimage.label(expected, np.ones((3, 3, 3)))[1]
+        assert f"{row['case']}: " in stdout and f"{row['lesions']} lesion" in stdout
+
+
+def test_folder_with_probabilities_gives_the_one_scan_probabilities(scans, tmp_path, capsys):
     # The naming rule (<case>_liver beside each scan): the masks are not taken for scans.
     out = tmp_path / "maps"
-    code, _, _ = cli(capsys, "segment", "--run", scans["run"], "-i", scans["beside"], "-o", out)
+    code, _, _ = cli(capsys, "segment", "--run", scans["run"], "-i", scans["beside"], "-o", out, "--probabilities")
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [row["case"] for row in summary["cases"]] == ["case-0", "case-1"]
@@ -96,7 +125,7 @@ def test_folder_without_threshold_gives_the_one_scan_probabilities(scans, tmp_pa
     name = f"case-0{scans['suffix']}"
     single = tmp_path / "single.nii.gz"
     assert cli(capsys, "segment", "--run", scans["run"], "--image", scans["beside"] / name, "--liver",
-               scans["beside"] / f"case-0_liver{scans['suffix']}", "--out", single)[0] == 0
+               scans["beside"] / f"case-0_liver{scans['suffix']}", "--out", single, "--probabilities")[0] == 0
     folder_map = np.asarray(nib.load(out / name).dataobj)
     assert folder_map.dtype == np.float32
     np.testing.assert_array_equal(folder_map, np.asarray(nib.load(single).dataobj))
@@ -134,8 +163,15 @@ def _bad(scans, tmp_path, case):
         "scan-without-liver": (["-i", lonely, "-o", tmp_path / "out"], str(lonely / f"case-0{scans['suffix']}")),
         "scan-without-liver-in-livers": (["-i", scans["scans"], "--livers", tmp_path / "no-scans", "-o",
                                           tmp_path / "out"], "no liver mask"),
-        "probabilities-without-threshold": (["-i", scans["scans"], "--livers", scans["livers"], "-o",
-                                             tmp_path / "out", "--save-probabilities"], "--threshold"),
+        "save-probabilities-of-probabilities": (["-i", scans["scans"], "--livers", scans["livers"], "-o",
+                                                 tmp_path / "out", "--save-probabilities", "--probabilities"],
+                                                "--probabilities"),
+        "lesion-flag-on-probabilities": (["-i", scans["scans"], "--livers", scans["livers"], "-o", tmp_path / "out",
+                                          "--probabilities", "--min-lesion-mm3", "50"], "min_lesion_mm3"),
+        "min-lesion-larger-than-a-liver": (["-i", scans["scans"], "--livers", scans["livers"], "-o",
+                                            tmp_path / "out", "--min-lesion-mm3", "1e9"], "min_lesion_mm3=1e+09"),
+        "grow-above-threshold": (["-i", scans["scans"], "--livers", scans["livers"], "-o", tmp_path / "out",
+                                  "--threshold", "0.4", "--grow-threshold", "0.6"], "grow_threshold"),
         "output-replaces-input": (["-i", scans["beside"], "-o", scans["beside"]], "replace an input"),
         "folder-and-one-scan": (["-i", scans["scans"], "-o", tmp_path / "out", "--image",
                                  scans["scans"] / f"case-0{scans['suffix']}"], "--image"),
@@ -144,7 +180,9 @@ def _bad(scans, tmp_path, case):
 
 
 @pytest.mark.parametrize("case", ["mask-of-another-shape", "empty-folder", "missing-folder", "scan-without-liver",
-                                  "scan-without-liver-in-livers", "probabilities-without-threshold",
+                                  "scan-without-liver-in-livers", "save-probabilities-of-probabilities",
+                                  "lesion-flag-on-probabilities", "min-lesion-larger-than-a-liver",
+                                  "grow-above-threshold",
                                   "output-replaces-input", "folder-and-one-scan", "folder-without-output"])
 def test_bad_folder_inputs_stop_with_one_line_before_writing(scans, tmp_path, capsys, case):
     argv, named = _bad(scans, tmp_path, case)
@@ -188,7 +226,7 @@ def test_bf16_precision_gives_the_fp32_probabilities_within_bfloat16_rounding(sc
     for precision in ("fp32", "bf16"):
         out = tmp_path / precision
         code, _, _ = cli(capsys, "segment", "--run", scans["run"], "-i", scans["scans"], "--livers",
-                         scans["livers"], "-o", out, "--precision", precision)
+                         scans["livers"], "-o", out, "--precision", precision, "--probabilities")
         assert code == 0
         written[precision] = {p.name: np.asarray(nib.load(p).dataobj) for p in sorted(out.glob("*.nii*"))}
     assert written["fp32"].keys() == written["bf16"].keys() and written["fp32"]
