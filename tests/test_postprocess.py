@@ -8,6 +8,7 @@ the healthy threshold leaves at most the asked share of the healthy volume above
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from pseudoanomaly.postprocess import healthy_threshold, lesion_mask, lesion_volumes
+from pseudoanomaly.postprocess import healthy_threshold, lesion_mask, lesion_volumes, smooth_across_slices
 
 FULL = np.ones((3, 3, 3), bool)
 
@@ -133,10 +134,17 @@ def test_a_map_with_nan_or_outside_zero_one_is_refused():
 def test_healthy_threshold_is_the_lowest_that_keeps_the_share(values, fraction, weights):
     scores = np.array(values, np.float32)
     w = np.array(weights[:len(values)])
-    result = healthy_threshold(scores, fraction, weights=w, floor=1e-6)
     total = w.sum()
-    above = w[scores > result.threshold].sum() / total
-    assert above <= fraction + 1e-9 and result.achieved == pytest.approx(above)
+    saturated = w[scores >= 1].sum() / total > fraction  # no threshold below 1 can keep the share
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = healthy_threshold(scores, fraction, weights=w, floor=1e-6)
+    above = w[scores > result.threshold].sum() / total  # a float32 map against the threshold, as users compare
+    assert result.achieved == pytest.approx(above)
+    assert bool(caught) == saturated
+    if saturated:
+        return
+    assert above <= fraction + 1e-9
     # no lower candidate (a score below the threshold, above the floor) keeps the share
     lower = scores[(scores < result.threshold) & (scores >= 1e-6)]
     for candidate in np.unique(lower)[-3:]:
@@ -161,3 +169,33 @@ def test_healthy_threshold_refuses_bad_input(scores, kwargs, named):
     settings = {"false_positive_fraction": 0.01, **kwargs}
     with pytest.raises(ValueError, match=named):
         healthy_threshold(scores, **settings)
+
+
+def test_smoothing_across_slices_keeps_a_lesion_across_slices_and_fades_a_one_slice_speck():
+    p = np.zeros((4, 12, 12), np.float32)
+    p[1, 2, 2] = 0.9                  # one slice
+    p[:, 8:10, 8:10] = 0.9            # every slice
+    q = smooth_across_slices(p, axis=0, sigma_mm=2.0, spacing=(1.6, 0.8, 0.8))
+    assert q[1, 2, 2] < 0.4 and np.allclose(q[:, 8:10, 8:10], 0.9)
+    assert np.array_equal(smooth_across_slices(p, 0, 0.0, (1.6, 0.8, 0.8)), p)
+    # only along the slice axis: a speck spread in-plane is untouched
+    assert q[1, 2, 3] == 0 and q[0, 2, 2] > 0
+    # thick slices share little
+    thick = smooth_across_slices(p, axis=0, sigma_mm=2.0, spacing=(5.0, 0.8, 0.8))
+    assert thick[1, 2, 2] > 0.8
+
+
+@given(maps(), st.floats(0, 5), spacings, st.integers(0, 2))
+def test_smoothing_stays_in_zero_one_and_keeps_the_shape(p, sigma, spacing, axis):
+    q = smooth_across_slices(p, axis, sigma, spacing)
+    assert q.shape == p.shape and q.dtype == np.float32 and q.min() >= 0 and q.max() <= 1 + 1e-6
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    ({"sigma_mm": -1.0}, "sigma_mm"), ({"sigma_mm": math.nan}, "sigma_mm"), ({"axis": 3}, "axis"),
+    ({"spacing": (1.0, 1.0)}, "spacing"),
+])
+def test_smoothing_refuses_bad_settings(kwargs, named):
+    settings = {"axis": 0, "sigma_mm": 2.0, "spacing": (1.0, 1.0, 1.0), **kwargs}
+    with pytest.raises(ValueError, match=named):
+        smooth_across_slices(np.zeros((2, 4, 4), np.float32), **settings)

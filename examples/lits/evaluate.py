@@ -61,6 +61,7 @@ def evaluate(
     threshold: float | str = "auto",
     min_lesion_mm3: float | None = None,
     grow_threshold: float | str | None = "auto",
+    slice_smoothing_mm: float | None = None,
 ) -> dict[str, Any]:
     """Score the run's segmenter on the prepared tumor slices in ``data``; write ``out/metrics.json``, the
     figures and ``out/report.md``.
@@ -72,7 +73,7 @@ def evaluate(
         device: where inference runs (``"auto"``: CUDA when available).
         batch_size: slices per forward pass.
         precision: ``"fp32"``, or ``"bf16"`` (bfloat16 autocast, channels-last nets; see ``--precision``).
-        threshold, min_lesion_mm3, grow_threshold: the lesion output's settings
+        threshold, min_lesion_mm3, grow_threshold, slice_smoothing_mm: the lesion output's settings
             (:meth:`~examples.lits.lesion_output.LesionOutput.resolve`).
 
     Returns:
@@ -81,7 +82,7 @@ def evaluate(
     start = time.perf_counter()
     device = pick_device(device)
     segmenter, meta = load_run(run, device, batch_size, precision)
-    output = LesionOutput.resolve(meta, threshold, min_lesion_mm3, grow_threshold)
+    output = LesionOutput.resolve(meta, threshold, min_lesion_mm3, grow_threshold, slice_smoothing_mm)
     test = load_slices(data, meta["size"])
     if not bool(test.tumor.any()):
         raise ValueError(f"{data}: no tumor pixels in these slices; evaluate needs a tumor data set (prepare "
@@ -122,14 +123,14 @@ def _lesion_figures(maps: Tensor, test, output: LesionOutput) -> dict[str, Any]:
     """The lesion output's lesion-wise figures, and the label-free rules' with the same minimum volume."""
     def figures(scores: Tensor, lesions: LesionOutput) -> dict[str, Any]:
         return lesion_metrics(scores, test.tumor, test.foreground, test.case_ids, test.slice_index, test.voxel_mm,
-                              lesions.apply)
+                              lambda volume, spacing: lesions.apply(volume, spacing, axis=0))
 
     dark = darkness_scores(test.images, test.foreground)
     rules = {"all-liver": (test.foreground.float(), THRESHOLD),
              f"darkest-{round(100 * DARK_RULE_FRACTION)}%": (dark, 1 - DARK_RULE_FRACTION)}
     return {"settings": {**output.to_dict(), "described": output.describe()},
             "ours": figures(maps, output),
-            "baselines": {name: figures(scores, LesionOutput(cut, "rule", output.min_volume_mm3))
+            "baselines": {name: figures(scores, LesionOutput(cut, "rule", output.min_volume_mm3, smoothing_mm=0))
                           for name, (scores, cut) in rules.items()}}
 
 

@@ -1,6 +1,9 @@
 """The lesions that ``segment`` writes and ``evaluate`` scores: how a probability map becomes lesions, in mm.
 
-1. Threshold: the run's own, calibrated on healthy livers (:mod:`examples.lits.calibrate`; 0.5 for a run that
+0. 3-D consistency: the map is smoothed along the slice axis by a Gaussian of ``--slice-smoothing-mm`` (default
+   :data:`DEFAULT_SMOOTHING_MM` mm; :func:`pseudoanomaly.postprocess.smooth_across_slices`): the net maps one slice
+   at a time, and a speck it flags in one slice but not its neighbours is seldom a lesion.
+1. Threshold: the run's own, calibrated on healthy livers (:mod:`examples.lits.calibration`; 0.5 for a run that
    records none), or ``--threshold T``.
 2. 3-D components (26-connected) of the voxels above it; one smaller than ``--min-lesion-mm3`` (default
    :data:`DEFAULT_MIN_LESION_MM3` mm³, the volume of a sphere of about 6 mm) is dropped: specks of a few voxels
@@ -10,7 +13,8 @@
    :data:`GROW_THRESHOLD`, the net's decision boundary; no growth when the threshold is at or below it), so a
    lesion detected by a strict threshold is delineated where the net places its boundary (hysteresis).
 
-``--min-lesion-mm3 0 --grow-threshold none`` switches steps 2 and 3 off: the plain voxel-wise cut.
+``--slice-smoothing-mm 0 --min-lesion-mm3 0 --grow-threshold none`` switches steps 0, 2 and 3 off: the plain
+voxel-wise cut.
 See :func:`pseudoanomaly.postprocess.lesion_mask` for the laws it keeps.
 """
 
@@ -23,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from pseudoanomaly.postprocess import lesion_mask
+from pseudoanomaly.postprocess import lesion_mask, smooth_across_slices
 
 from .arguments import non_negative_float, open_unit_interval
-from .calibration import run_threshold
+from .calibration import DEFAULT_SMOOTHING_MM, run_threshold
 
-__all__ = ["DEFAULT_MIN_LESION_MM3", "GROW_THRESHOLD", "LesionOutput", "add_lesion_arguments", "lesion_settings"]
+__all__ = ["DEFAULT_MIN_LESION_MM3", "DEFAULT_SMOOTHING_MM", "GROW_THRESHOLD", "LesionOutput", "add_lesion_arguments",
+           "lesion_settings"]
 
 # mm³: a sphere of 6.2 mm diameter. Smaller than the smallest lesions LiTS's detection analysis counts as
 # measurable (10 mm) by a factor of 4 in volume, so a small real lesion is kept while specks go.
@@ -46,6 +51,7 @@ class LesionOutput:
         source: where the threshold comes from, in words (recorded in ``summary.json`` and reports).
         min_volume_mm3: smallest lesion kept, mm³ (0: all).
         grow_threshold: lesions grow over connected voxels above it (``None``: no growth); at most ``threshold``.
+        smoothing_mm: standard deviation (mm) of the smoothing across slices (0: none).
         connectivity: 26 or 6.
     """
 
@@ -53,11 +59,13 @@ class LesionOutput:
     source: str
     min_volume_mm3: float = DEFAULT_MIN_LESION_MM3
     grow_threshold: float | None = None
+    smoothing_mm: float = DEFAULT_SMOOTHING_MM
     connectivity: int = 26
 
     @classmethod
     def resolve(cls, meta: dict[str, Any], threshold: float | str | None = "auto",
-                min_volume_mm3: float | None = None, grow_threshold: float | str | None = "auto") -> LesionOutput:
+                min_volume_mm3: float | None = None, grow_threshold: float | str | None = "auto",
+                smoothing_mm: float | None = None) -> LesionOutput:
         """The settings for a run (``load_run``'s metadata) from the user's choices.
 
         Args:
@@ -65,6 +73,7 @@ class LesionOutput:
             min_volume_mm3: ``None`` (the default, :data:`DEFAULT_MIN_LESION_MM3`) or a finite value >= 0.
             grow_threshold: ``"auto"`` (:data:`GROW_THRESHOLD` when the threshold is above it, else no growth),
                 ``None`` or ``"none"`` (no growth), or a value in (0, threshold].
+            smoothing_mm: ``None`` (the default, :data:`DEFAULT_SMOOTHING_MM`) or a finite value >= 0.
 
         Raises:
             ValueError: a value out of range, named with the value.
@@ -87,10 +96,18 @@ class LesionOutput:
             if grow > value:
                 raise ValueError(f"grow_threshold must be <= the threshold ({value:g}): lesions grow over fainter "
                                  f"voxels, got {grow:g}")
-        return cls(value, source, float(min_volume_mm3), grow)
+        if smoothing_mm is None:
+            smoothing_mm = DEFAULT_SMOOTHING_MM
+        if isinstance(smoothing_mm, bool) or not isinstance(smoothing_mm, (int, float)) or \
+                not math.isfinite(smoothing_mm) or smoothing_mm < 0:
+            raise ValueError(f"slice_smoothing_mm must be a finite number >= 0, got {smoothing_mm!r}")
+        return cls(value, source, float(min_volume_mm3), grow, float(smoothing_mm))
 
-    def apply(self, probability: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
-        """The lesion mask (bool) of a probability map with voxels of ``spacing`` mm along its axes."""
+    def apply(self, probability: np.ndarray, spacing: tuple[float, ...], axis: int) -> np.ndarray:
+        """The lesion mask (bool) of a 3-D probability map with voxels of ``spacing`` mm along its axes, its slices
+        along ``axis``."""
+        if self.smoothing_mm > 0:
+            probability = smooth_across_slices(probability, axis, self.smoothing_mm, spacing)
         return lesion_mask(probability, self.threshold, spacing=spacing, min_volume_mm3=self.min_volume_mm3,
                            grow_threshold=self.grow_threshold, connectivity=self.connectivity)
 
@@ -101,8 +118,9 @@ class LesionOutput:
                              f"({liver_ml * 1000:.0f} mm³): no lesion could be kept")
 
     def describe(self) -> str:
+        smooth = f"map smoothed across slices ({self.smoothing_mm:g} mm), " if self.smoothing_mm else ""
         grow = "" if self.grow_threshold is None else f", grown to p > {self.grow_threshold:g}"
-        return (f"p > {self.threshold:.3g} ({self.source}), lesions >= {self.min_volume_mm3:g} mm³{grow}")
+        return f"{smooth}p > {self.threshold:.3g} ({self.source}), lesions >= {self.min_volume_mm3:g} mm³{grow}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,14 +148,18 @@ def add_lesion_arguments(parser: argparse.ArgumentParser | Any, threshold_help: 
     group.add_argument("--threshold", type=_threshold_arg, metavar="T", help=threshold_help)
     group.add_argument("--min-lesion-mm3", type=non_negative_float, metavar="MM3",
                        help=f"drop lesions smaller than this volume (default: {DEFAULT_MIN_LESION_MM3:g}; 0 keeps all)")
+    group.add_argument("--slice-smoothing-mm", type=non_negative_float, metavar="MM",
+                       help=f"smooth the map across slices by a Gaussian of MM mm before the threshold, for 3-D "
+                            f"consistency (default: {DEFAULT_SMOOTHING_MM:g}; 0: none)")
     group.add_argument("--grow-threshold", type=_grow_arg, metavar="G",
                        help=f"grow each lesion over connected voxels above G <= T (default: auto, {GROW_THRESHOLD} "
                             "when T is above it; none: no growth)")
 
 
 def lesion_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments ``threshold``, ``min_lesion_mm3`` and ``grow_threshold`` (of ``segment`` and
-    ``evaluate``) from parsed flags."""
+    """The keyword arguments ``threshold``, ``min_lesion_mm3``, ``grow_threshold`` and ``slice_smoothing_mm`` (of
+    ``segment`` and ``evaluate``) from parsed flags."""
     return {"threshold": "auto" if args.threshold is None else args.threshold,
             "min_lesion_mm3": args.min_lesion_mm3,
-            "grow_threshold": "auto" if args.grow_threshold is None else args.grow_threshold}
+            "grow_threshold": "auto" if args.grow_threshold is None else args.grow_threshold,
+            "slice_smoothing_mm": args.slice_smoothing_mm}

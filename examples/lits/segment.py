@@ -162,18 +162,26 @@ def _spacing(affine: np.ndarray) -> tuple[float, ...]:
 
 
 def _lesion_output(output: str, meta: dict[str, Any], threshold: float | str | None,
-                   min_lesion_mm3: float | None, grow_threshold: float | str | None) -> LesionOutput | None:
+                   min_lesion_mm3: float | None, grow_threshold: float | str | None,
+                   slice_smoothing_mm: float | None = None) -> LesionOutput | None:
     """The lesion settings of a label output; ``None`` for probabilities (a lesion flag then is refused)."""
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     if output == "probabilities":
-        given = [name for name, value, default in (("threshold", threshold, "auto"), ("min_lesion_mm3",
-                 min_lesion_mm3, None), ("grow_threshold", grow_threshold, "auto")) if value != default]
+        given = [name for name, value, default in (
+            ("threshold", threshold, "auto"), ("min_lesion_mm3", min_lesion_mm3, None),
+            ("grow_threshold", grow_threshold, "auto"), ("slice_smoothing_mm", slice_smoothing_mm, None),
+        ) if value != default]
         if given:
             raise ValueError(f"{given[0]} applies to lesion (label) output; --probabilities writes the map "
                              "unprocessed")
         return None
-    return LesionOutput.resolve(meta, threshold, min_lesion_mm3, grow_threshold)
+    return LesionOutput.resolve(meta, threshold, min_lesion_mm3, grow_threshold, slice_smoothing_mm)
+
+
+def _axial_axis(affine: np.ndarray) -> int:
+    """The array axis along the patient's S-I axis: the scan's slice axis."""
+    return int(np.flatnonzero(nib.orientations.io_orientation(affine)[:, 0] == 2)[0])
 
 
 def _labels(prediction: _Prediction, lesions: np.ndarray) -> np.ndarray:
@@ -201,6 +209,7 @@ def segment(
     threshold: float | str = "auto",
     min_lesion_mm3: float | None = None,
     grow_threshold: float | str | None = "auto",
+    slice_smoothing_mm: float | None = None,
 ) -> SegmentResult:
     """Write the tumor lesions (or probability map) of ``image`` (a CT in HU) inside ``liver`` to ``out`` (NIfTI).
 
@@ -214,7 +223,7 @@ def segment(
         batch_size: slices per forward pass.
         precision: ``"fp32"``, or ``"bf16"`` (bfloat16 autocast, channels-last nets; see ``--precision``).
         output: ``"labels"`` (lesions) or ``"probabilities"`` (the map, unprocessed).
-        threshold, min_lesion_mm3, grow_threshold: the lesion settings of
+        threshold, min_lesion_mm3, grow_threshold, slice_smoothing_mm: the lesion settings of
             :meth:`~examples.lits.lesion_output.LesionOutput.resolve` (labels only).
 
     Returns:
@@ -226,7 +235,7 @@ def segment(
     if not out.parent.is_dir():
         raise FileNotFoundError(f"{out.parent}: no such folder for --out")
     predictor = _Predictor(run, device, batch_size, precision)
-    lesions = _lesion_output(output, predictor.meta, threshold, min_lesion_mm3, grow_threshold)
+    lesions = _lesion_output(output, predictor.meta, threshold, min_lesion_mm3, grow_threshold, slice_smoothing_mm)
     prediction = predictor(image, liver)
     voxel_ml = _voxel_ml(prediction.affine)
     if lesions is None:
@@ -234,7 +243,7 @@ def segment(
         tumor, count = prediction.probability > REPORT_THRESHOLD, None
     else:
         lesions.check_liver(float(prediction.liver.sum()) * voxel_ml, str(liver))
-        tumor = lesions.apply(prediction.probability, _spacing(prediction.affine))
+        tumor = lesions.apply(prediction.probability, _spacing(prediction.affine), _axial_axis(prediction.affine))
         count = _count(tumor, lesions.connectivity)
         _save_nifti(_labels(prediction, tumor), prediction.affine, out, reference=Path(image))
     return SegmentResult(out, prediction.slices, float(tumor.sum()) * voxel_ml, float(prediction.probability.max()),
@@ -313,6 +322,7 @@ def segment_folder(
     output: str = "labels",
     min_lesion_mm3: float | None = None,
     grow_threshold: float | str | None = "auto",
+    slice_smoothing_mm: float | None = None,
 ) -> list[SegmentResult]:
     """Segment every scan of ``inputs`` (see :func:`find_scans`) into ``out_dir``, as the module describes.
 
@@ -331,7 +341,7 @@ def segment_folder(
         precision: ``"fp32"``, or ``"bf16"`` (bfloat16 autocast, channels-last nets; see ``--precision``).
         print_fn: receives one line per case.
         output: ``"labels"`` (lesions, LiTS labels) or ``"probabilities"`` (the map, unprocessed).
-        min_lesion_mm3, grow_threshold: the lesion settings of
+        min_lesion_mm3, grow_threshold, slice_smoothing_mm: the lesion settings of
             :meth:`~examples.lits.lesion_output.LesionOutput.resolve` (labels only).
 
     Returns:
@@ -359,7 +369,7 @@ def segment_folder(
             raise ValueError(f"{liver}: liver mask shape {_header_shape(liver)} differs from the image's "
                              f"{_header_shape(scan)} ({scan})")
     predictor = _Predictor(run, device, batch_size, precision)
-    lesions = _lesion_output(output, predictor.meta, threshold, min_lesion_mm3, grow_threshold)
+    lesions = _lesion_output(output, predictor.meta, threshold, min_lesion_mm3, grow_threshold, slice_smoothing_mm)
     if lesions is not None and lesions.min_volume_mm3 > 0:  # every liver checked before anything is written
         for _, liver in pairs:
             lesions.check_liver(_liver_ml(liver), str(liver))
@@ -372,7 +382,7 @@ def segment_folder(
             tumor, count, what = prediction.probability > REPORT_THRESHOLD, None, f"p > {REPORT_THRESHOLD:g}"
             _save_nifti(prediction.probability, prediction.affine, out, reference=scan)
         else:
-            tumor = lesions.apply(prediction.probability, _spacing(prediction.affine))
+            tumor = lesions.apply(prediction.probability, _spacing(prediction.affine), _axial_axis(prediction.affine))
             count = _count(tumor, lesions.connectivity)
             what = f"{count} lesion{'s' if count != 1 else ''}"
             _save_nifti(_labels(prediction, tumor), prediction.affine, out, reference=scan)

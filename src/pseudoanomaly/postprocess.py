@@ -35,14 +35,20 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["lesion_mask", "lesion_volumes", "healthy_threshold", "HealthyThreshold", "CONNECTIVITY"]
+__all__ = ["lesion_mask", "lesion_volumes", "smooth_across_slices", "healthy_threshold", "HealthyThreshold",
+           "CONNECTIVITY"]
 
+# The smoothing kernel reaches 3 standard deviations (99.7% of its weight).
+_TRUNCATE = 3.0
+# The largest float32 below 1: the highest threshold, which a float32 score of 1 still exceeds.
+_BELOW_ONE = float(np.nextafter(np.float32(1), np.float32(0)))
 # Neighbours of a voxel -> the rank of scipy's generate_binary_structure (faces; faces, edges and corners).
 CONNECTIVITY = {6: 1, 26: 3}
 
@@ -193,6 +199,49 @@ def _lesions(p: np.ndarray, threshold: float, low: float, spacing: tuple[float, 
     return seeded[grown]
 
 
+def smooth_across_slices(probability: object, axis: int, sigma_mm: float, spacing: Sequence[float]) -> np.ndarray:
+    """A probability map averaged over neighbouring slices: a Gaussian of ``sigma_mm`` along the slice axis only.
+
+    A net that maps one slice at a time has no view across slices: a speck it flags in one slice and not in its
+    neighbours is seldom a lesion, which spans several slices as it spans several pixels. Smoothing along the slice
+    axis in millimetres asks for that 3-D consistency: a lesion that spans a few slices keeps its score, a one-slice
+    speck loses most of it; slices far apart (thick slices) share little.
+
+    Args:
+        probability: anomaly map in [0, 1], 3-D; a torch tensor is read on the host.
+        axis: the slice axis of the array (for a scan in its own grid: the axis along which the scanner moved,
+            e.g. ``nibabel.orientations.io_orientation(affine)``'s axis of S).
+        sigma_mm: the Gaussian's standard deviation in mm (0: no smoothing).
+        spacing: voxel size in mm along each axis.
+
+    Returns:
+        float32 array of the same shape, in [0, 1] (reflected at the volume's ends).
+
+    Example:
+        >>> import numpy as np
+        >>> p = np.zeros((5, 4, 4), np.float32)
+        >>> p[2, 1, 1] = 0.9                                 # a one-slice speck
+        >>> p[1:4, 2, 2] = 0.9                               # a lesion across three slices
+        >>> q = smooth_across_slices(p, axis=0, sigma_mm=2.0, spacing=(1.6, 0.8, 0.8))
+        >>> round(float(q[2, 1, 1]), 2), round(float(q[2, 2, 2]), 2)
+        (0.29, 0.71)
+    """
+    p = _array(probability, "probability")
+    if p.ndim != 3:
+        raise ValueError(f"probability must be a 3-D volume, got shape {p.shape}")
+    spacing = _check_spacing(spacing, 3)
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -3 <= axis < 3:
+        raise ValueError(f"axis must be 0, 1 or 2 (or negative), got {axis!r}")
+    if isinstance(sigma_mm, bool) or not isinstance(sigma_mm, (int, float, np.floating, np.integer)) or \
+            not math.isfinite(sigma_mm) or sigma_mm < 0:
+        raise ValueError(f"sigma_mm must be a finite number >= 0, got {sigma_mm!r}")
+    p = p.astype(np.float32, copy=False)
+    sd = sigma_mm / spacing[axis]  # in slices
+    if int(_TRUNCATE * sd + 0.5) == 0:  # a kernel of one slice: the identity (and scipy divides by zero on it)
+        return p.copy()
+    return ndimage.gaussian_filter1d(p, sd, axis=int(axis), mode="reflect", truncate=_TRUNCATE)
+
+
 class HealthyThreshold(NamedTuple):
     """A threshold calibrated on healthy data: ``threshold``, the ``false_positive_fraction`` asked for, the
     fraction of the healthy volume that it actually leaves above it (``achieved``; ties can keep it below the
@@ -233,7 +282,8 @@ def healthy_threshold(
             threshold of 0, which marks every voxel of a real scan that scores above 0).
 
     Returns:
-        A :class:`HealthyThreshold`; ``threshold`` is in [``floor``, 1).
+        A :class:`HealthyThreshold`; ``threshold`` is in [``floor``, 1). When more than the share scores 1, no
+        threshold keeps it: ``achieved`` then exceeds ``false_positive_fraction`` and a ``RuntimeWarning`` says so.
 
     Raises:
         ValueError: no scores, scores outside [0, 1] or NaN, weights that do not match or are not > 0, or a
@@ -269,6 +319,11 @@ def healthy_threshold(
     # weighs at most `fraction` of the total (ties at it stay below), and no lower score does so.
     i = int(np.searchsorted(cumulative, (1 - fraction) * total * (1 - 1e-12), side="left"))
     threshold = float(ordered[min(i, values.size - 1)])
-    threshold = min(max(threshold, floor), float(np.nextafter(1.0, 0.0)))
+    # below 1 in float32 too, so that float32 maps compared with it agree with `achieved`
+    threshold = min(max(threshold, floor), _BELOW_ONE)
     achieved = float(w[values > threshold].sum() / total)
+    if achieved > fraction:
+        warnings.warn(f"healthy_threshold: {100 * achieved:.3g}% of the healthy volume scores 1 (or above the floor "
+                      f"{floor:g}), more than false_positive_fraction={fraction:g}: no threshold below 1 keeps the "
+                      "share; the net is saturated on healthy tissue", RuntimeWarning, stacklevel=2)
     return HealthyThreshold(threshold, fraction, achieved, int(values.size))

@@ -138,7 +138,8 @@ def test_evaluate_reports_lesions_found_missed_and_false(cohort, capsys, tmp_pat
     run, out = tmp_path / "run", tmp_path / "report"
     assert cli(capsys, "train", "--data", cohort["train"], "--out", run, *TINY_TRAIN)[0] == 0
     code, stdout, _ = cli(capsys, "evaluate", "--run", run, "--data", cohort["test"], "--out", out,
-                          "--min-lesion-mm3", "0", "--grow-threshold", "none", "--threshold", "0.5")
+                          "--min-lesion-mm3", "0", "--grow-threshold", "none", "--threshold", "0.5",
+                          "--slice-smoothing-mm", "0")
     assert code == 0 and "lesions found / missed / false" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     lesions = metrics["lesions"]
@@ -151,7 +152,8 @@ def test_evaluate_reports_lesions_found_missed_and_false(cohort, capsys, tmp_pat
     assert "## Lesions" in (out / "report.md").read_text()
     # a larger minimum volume never adds a false lesion
     code, _, _ = cli(capsys, "evaluate", "--run", run, "--data", cohort["test"], "--out", tmp_path / "r2",
-                     "--min-lesion-mm3", "50", "--grow-threshold", "none", "--threshold", "0.5")
+                     "--min-lesion-mm3", "50", "--grow-threshold", "none", "--threshold", "0.5",
+                     "--slice-smoothing-mm", "0")
     larger = json.loads((tmp_path / "r2" / "metrics.json").read_text())["lesions"]["ours"]
     assert code == 0 and larger["false"] <= ours["false"] and larger["found"] <= ours["found"]
     assert np.isfinite(larger["dice_global"])

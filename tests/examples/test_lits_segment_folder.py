@@ -20,8 +20,8 @@ pytest.importorskip("matplotlib")
 from scipy import ndimage  # noqa: E402
 
 from examples.lits.__main__ import main  # noqa: E402
-from examples.lits.lesion_output import DEFAULT_MIN_LESION_MM3  # noqa: E402
-from pseudoanomaly.postprocess import lesion_mask  # noqa: E402
+from examples.lits.lesion_output import DEFAULT_MIN_LESION_MM3, DEFAULT_SMOOTHING_MM  # noqa: E402
+from pseudoanomaly.postprocess import lesion_mask, smooth_across_slices  # noqa: E402
 from pseudoanomaly.training import load_checkpoint  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -58,7 +58,7 @@ def test_folder_with_threshold_writes_lits_label_maps_in_each_scans_grid(scans, 
     out = tmp_path / "predictions"
     code, stdout, _ = cli(capsys, "segment", "--run", scans["run"], "-i", scans["scans"], "--livers",
                           scans["livers"], "-o", out, "--threshold", "0.3", "--min-lesion-mm3", "0",
-                          "--grow-threshold", "none", "--save-probabilities", "--png")
+                          "--grow-threshold", "none", "--slice-smoothing-mm", "0", "--save-probabilities", "--png")
     assert code == 0
     names = sorted(p.name for p in scans["scans"].iterdir())
     assert len(names) == 2
@@ -103,12 +103,15 @@ def test_default_output_is_lesions_at_the_runs_calibrated_threshold(scans, tmp_p
     assert summary["output"] == "labels"
     assert settings["threshold"] == meta["calibration"]["threshold"] == summary["threshold"]
     assert settings["min_volume_mm3"] == DEFAULT_MIN_LESION_MM3 and "calibrated on training" in settings["source"]
+    assert settings["smoothing_mm"] == DEFAULT_SMOOTHING_MM > 0
     for row in summary["cases"]:
         labels = nib.load(row["out"])
         p = np.asarray(nib.load(row["probabilities"]).dataobj)
         spacing = nib.affines.voxel_sizes(labels.affine)
-        expected = lesion_mask(p, settings["threshold"], spacing=spacing, min_volume_mm3=settings["min_volume_mm3"],
-                               grow_threshold=settings["grow_threshold"])
+        axis = int(np.flatnonzero(nib.orientations.io_orientation(labels.affine)[:, 0] == 2)[0])
+        smoothed = smooth_across_slices(p, axis, settings["smoothing_mm"], spacing)
+        expected = lesion_mask(smoothed, settings["threshold"], spacing=spacing,
+                               min_volume_mm3=settings["min_volume_mm3"], grow_threshold=settings["grow_threshold"])
         assert np.array_equal(np.asarray(labels.dataobj) == 2, expected)
         assert row["lesions"] == ndimage.label(expected, np.ones((3, 3, 3)))[1]
         assert f"{row['case']}: " in stdout and f"{row['lesions']} lesion" in stdout
@@ -172,6 +175,8 @@ def _bad(scans, tmp_path, case):
                                             tmp_path / "out", "--min-lesion-mm3", "1e9"], "min_lesion_mm3=1e+09"),
         "grow-above-threshold": (["-i", scans["scans"], "--livers", scans["livers"], "-o", tmp_path / "out",
                                   "--threshold", "0.4", "--grow-threshold", "0.6"], "grow_threshold"),
+        "smoothing-on-probabilities": (["-i", scans["scans"], "--livers", scans["livers"], "-o", tmp_path / "out",
+                                        "--probabilities", "--slice-smoothing-mm", "1"], "slice_smoothing_mm"),
         "output-replaces-input": (["-i", scans["beside"], "-o", scans["beside"]], "replace an input"),
         "folder-and-one-scan": (["-i", scans["scans"], "-o", tmp_path / "out", "--image",
                                  scans["scans"] / f"case-0{scans['suffix']}"], "--image"),
@@ -182,7 +187,7 @@ def _bad(scans, tmp_path, case):
 @pytest.mark.parametrize("case", ["mask-of-another-shape", "empty-folder", "missing-folder", "scan-without-liver",
                                   "scan-without-liver-in-livers", "save-probabilities-of-probabilities",
                                   "lesion-flag-on-probabilities", "min-lesion-larger-than-a-liver",
-                                  "grow-above-threshold",
+                                  "grow-above-threshold", "smoothing-on-probabilities",
                                   "output-replaces-input", "folder-and-one-scan", "folder-without-output"])
 def test_bad_folder_inputs_stop_with_one_line_before_writing(scans, tmp_path, capsys, case):
     argv, named = _bad(scans, tmp_path, case)
@@ -192,6 +197,17 @@ def test_bad_folder_inputs_stop_with_one_line_before_writing(scans, tmp_path, ca
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()  # nothing written, not even the folder
     assert {p: p.read_bytes() for p in scans["beside"].iterdir()} == before
+
+
+@pytest.mark.parametrize("flag, value", [("--min-lesion-mm3", "-1"), ("--min-lesion-mm3", "nan"),
+                                         ("--slice-smoothing-mm", "-2"), ("--grow-threshold", "1.5")])
+def test_lesion_flags_out_of_range_are_refused_while_parsing(scans, tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as stop:
+        cli(capsys, "segment", "--run", scans["run"], "-i", scans["scans"], "--livers", scans["livers"], "-o",
+            tmp_path / "out", flag, value)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"argument {flag}: must be" in err and repr(value) in err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.2", "nan", "half"])
