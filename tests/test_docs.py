@@ -32,13 +32,14 @@ API_PAGES = [
     "models",
     "losses",
     "metrics",
+    "postprocess",
     "training",
     "lesions",
     "io",
 ]
 PAGES = ["index", "quickstart", "concepts", "gallery", "lits", "integrations", "architecture", "benchmarks", "changelog"]
 # One page per command of python -m examples.lits, as docs/lits.rst lists them.
-LITS_COMMANDS = ["demo", "prepare", "train", "evaluate", "segment", "ablation", "lesions", "score"]
+LITS_COMMANDS = ["demo", "prepare", "train", "evaluate", "calibrate", "segment", "ablation", "lesions", "score"]
 PAGES += [f"lits/{command}" for command in LITS_COMMANDS]
 # docs/gallery.py writes small PNGs on purpose (a fixed palette); the repository should stay light.
 GALLERY_BUDGET_BYTES = 400 * 1024

@@ -50,6 +50,7 @@ UNUSED_SETTINGS = {
     "eval_unit": "a cell is scored once, on --test, when it is trained",
     "checkpoint_every": "cells write no checkpoints; a finished cell is kept and skipped by a rerun",
     "synthesis": "each Table 2 row has its own synthesis, which is what the rows compare",
+    "ensemble": "each cell is one run of one seed; --seeds gives the spread over seeds the rows are compared by",
 }
 LABELS = {"dice_global": "Dice (pooled)", "dice_per_volume": "Dice (per volume)", "pixel_auroc": "pixel AUROC",
           "image_auroc": "slice AUROC"}

@@ -6,10 +6,10 @@ Metrics and label-free baselines: :mod:`examples.lits.scoring`. The slices are s
 (labels resized with nearest neighbour by ``load_prepared``).
 
 Next to the paper's voxel-wise figures at 0.5, the report scores the lesion output that ``segment`` writes
-(:mod:`examples.lits.lesion_output`: the run's calibrated threshold, lesions of at least ``--min-lesion-mm3``,
-grown to 0.5), lesion by lesion: each volume's slices are stacked in their order into a 3-D grid at the prepared
-resolution, and lesions are found, missed or false as ``score`` counts them; the label-free rules get the same
-minimum volume.
+(:mod:`examples.lits.lesion_output`: the map smoothed across slices, the run's calibrated threshold, lesions of at
+least ``--min-lesion-mm3``), lesion by lesion: each volume's slices are stacked in their order into a 3-D grid at
+the prepared resolution, and lesions are found, missed or false as ``score`` counts them; the label-free rules get
+the same minimum volume.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def evaluate(
     precision: str = "fp32",
     threshold: float | str = "auto",
     min_lesion_mm3: float | None = None,
-    grow_threshold: float | str | None = "auto",
+    grow_threshold: float | str | None = None,
     slice_smoothing_mm: float | None = None,
 ) -> dict[str, Any]:
     """Score the run's segmenter on the prepared tumor slices in ``data``; write ``out/metrics.json``, the
@@ -87,6 +87,8 @@ def evaluate(
     if not bool(test.tumor.any()):
         raise ValueError(f"{data}: no tumor pixels in these slices; evaluate needs a tumor data set (prepare "
                          "--layout lits)")
+    liver_ml = (test.foreground.flatten(1).sum(1) * test.voxel_mm.prod(dim=1)).sum().item() / 1000
+    output.check_liver(liver_ml, f"{data} (all its volumes together)")
     maps = segmenter(test.images, test.foreground)  # (N, 1, S, S) on the CPU, in batches on the device
     ids = test.case_ids
     ours = score_maps(maps, test.tumor, test.foreground, ids)

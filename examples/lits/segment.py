@@ -170,7 +170,7 @@ def _lesion_output(output: str, meta: dict[str, Any], threshold: float | str | N
     if output == "probabilities":
         given = [name for name, value, default in (
             ("threshold", threshold, "auto"), ("min_lesion_mm3", min_lesion_mm3, None),
-            ("grow_threshold", grow_threshold, "auto"), ("slice_smoothing_mm", slice_smoothing_mm, None),
+            ("grow_threshold", grow_threshold, None), ("slice_smoothing_mm", slice_smoothing_mm, None),
         ) if value != default]
         if given:
             raise ValueError(f"{given[0]} applies to lesion (label) output; --probabilities writes the map "
@@ -208,7 +208,7 @@ def segment(
     output: str = "labels",
     threshold: float | str = "auto",
     min_lesion_mm3: float | None = None,
-    grow_threshold: float | str | None = "auto",
+    grow_threshold: float | str | None = None,
     slice_smoothing_mm: float | None = None,
 ) -> SegmentResult:
     """Write the tumor lesions (or probability map) of ``image`` (a CT in HU) inside ``liver`` to ``out`` (NIfTI).
@@ -321,7 +321,7 @@ def segment_folder(
     print_fn: Callable[[str], Any] = print,
     output: str = "labels",
     min_lesion_mm3: float | None = None,
-    grow_threshold: float | str | None = "auto",
+    grow_threshold: float | str | None = None,
     slice_smoothing_mm: float | None = None,
 ) -> list[SegmentResult]:
     """Segment every scan of ``inputs`` (see :func:`find_scans`) into ``out_dir``, as the module describes.

@@ -10,6 +10,7 @@ Data flow of the method (Zhang, Deng & Li, SASHIMI 2023, built on DRAEM, Zavrtan
         -> restoration net  pseudoanomaly.models    undoes the anomaly        -> restored images
         -> segmentation net pseudoanomaly.models    compares restored / input -> anomaly map (B, 1, H, W)
         -> metrics          pseudoanomaly.metrics   Dice, AUROC, AP
+        -> lesions          pseudoanomaly.postprocess  a threshold set on healthy data, 3-D lesions in mm³
 
 Everything runs batched on the images' device and draws its randomness from an optional ``torch.Generator``:
 the same seed on the same device gives bit-identical output. Every one of them keeps the parameters of its last
@@ -27,8 +28,9 @@ __version__ = "0.1.0"
 
 # Submodules with heavier dependencies load on first use (``pseudoanomaly.integrations.kornia`` needs Kornia's
 # augmentation stack, ``pseudoanomaly.lesions`` SciPy), so ``import pseudoanomaly`` stays light yet every submodule is
-# reachable from it. ``augmentation`` is the deprecated name of ``integrations.kornia``.
-_LAZY_SUBMODULES = ("augmentation", "integrations", "lesions")
+# reachable from it (``postprocess`` needs SciPy too). ``augmentation`` is the deprecated name of
+# ``integrations.kornia``.
+_LAZY_SUBMODULES = ("augmentation", "integrations", "lesions", "postprocess")
 
 
 def __getattr__(name: str):

@@ -157,3 +157,12 @@ def test_evaluate_reports_lesions_found_missed_and_false(cohort, capsys, tmp_pat
     larger = json.loads((tmp_path / "r2" / "metrics.json").read_text())["lesions"]["ours"]
     assert code == 0 and larger["false"] <= ours["false"] and larger["found"] <= ours["found"]
     assert np.isfinite(larger["dice_global"])
+
+
+def test_evaluate_refuses_a_minimum_lesion_larger_than_the_livers_before_writing(cohort, capsys, tmp_path):
+    run, out = tmp_path / "run", tmp_path / "report"
+    assert cli(capsys, "train", "--data", cohort["train"], "--out", run, *TINY_TRAIN)[0] == 0
+    code, _, err = cli(capsys, "evaluate", "--run", run, "--data", cohort["test"], "--out", out,
+                       "--min-lesion-mm3", "1e12")
+    assert code == 1 and "min_lesion_mm3=1e+12" in err and len(err.strip().splitlines()) == 1
+    assert not (out / "metrics.json").exists()
