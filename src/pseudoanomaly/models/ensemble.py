@@ -40,6 +40,10 @@ class EnsembleSegmenter(nn.Module):
         restoration: the mean restoration of the members (for figures: a member's own restoration is what its
             segmentation net compares with).
 
+    Returns:
+        Calling it, ``ensemble(images, foreground=None)``, returns the mean of the members' anomaly probability
+        maps, exactly 0 outside the foreground, on the images' device.
+
     Shape:
         As :class:`AnomalySegmenter`: images :math:`(B, C, H, W)`, foreground :math:`(B, 1, H, W)` optional,
         output :math:`(B, 1, H, W)` in :math:`[0, 1]`, exactly 0 outside the foreground.
