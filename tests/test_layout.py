@@ -21,6 +21,7 @@ ALLOWED = {
     "noise3d": {"_checks", "_filters"},
     "losses": {"_checks"},
     "metrics": {"_checks"},
+    "postprocess": set(),
     "models": {"_checks"},
     "lesions": {"_checks", "_random"},
     "masks": {"_checks", "_random", "noise", "noise3d"},
