@@ -322,8 +322,8 @@ def healthy_threshold(
     # below 1 in float32 too, so that float32 maps compared with it agree with `achieved`
     threshold = min(max(threshold, floor), _BELOW_ONE)
     achieved = float(w[values > threshold].sum() / total)
-    if achieved > fraction:
-        warnings.warn(f"healthy_threshold: {100 * achieved:.3g}% of the healthy volume scores 1 (or above the floor "
-                      f"{floor:g}), more than false_positive_fraction={fraction:g}: no threshold below 1 keeps the "
-                      "share; the net is saturated on healthy tissue", RuntimeWarning, stacklevel=2)
+    if threshold == _BELOW_ONE and achieved > fraction:  # saturated: ties at 1, not the rounding of the sums
+        warnings.warn(f"healthy_threshold: {100 * achieved:.3g}% of the healthy volume scores 1, more than "
+                      f"false_positive_fraction={fraction:g}: no threshold below 1 keeps the share; the net is "
+                      "saturated on healthy tissue", RuntimeWarning, stacklevel=2)
     return HealthyThreshold(threshold, fraction, achieved, int(values.size))
