@@ -11,9 +11,10 @@ Presets (every field can be overridden on the command line):
 - ``paper``: Zhang, Deng & Li (SASHIMI 2023, Sec. 3.1) with the released architectures (7.7 M + 28.4 M
   parameters): 256 x 256 slices, 200 + 1 epochs, Adam at lr 1e-4, batch 8 (the library's defaults); a GPU job.
 - ``cpu``: 128 x 128 slices (at most 150), a restoration U-Net of 8 base channels and a 4-level segmentation
-  net of 16, 1,200 + 400 steps at lr 1e-3 with a cosine decay per phase, and the ``mixed`` synthesis; about 10
-  minutes on 2 CPU cores (``benchmarks/lits_cpu_preset.py``, ``benchmarks/lits_instrument.py``). Prepare its
-  data with ``prepare``'s ``cpu`` preset (the default): liver-box crops and a liver-centred HU window.
+  net of 16, 1,200 + 400 steps at lr 1e-3 with a cosine decay per phase, the ``mixed`` synthesis, and an
+  ensemble of two such runs (one run's answer on another patient's scan moved by 14 points of Dice over seeds,
+  two runs' by 5: ``benchmarks/lits_crossover.py``); about 4-5 minutes a run on 2 CPU cores. Prepare its data with
+  ``prepare``'s ``cpu`` preset (the default): liver-box crops and a liver-centred HU window.
 - ``demo``: 64 x 64 slices, both nets at 16 base channels, 400 + 300 steps; the ``demo`` command's preset.
 
 NOTE: the CPU presets depart from the paper to fit the budget: slim nets, lr 1e-3 instead of 1e-4, lengths in

@@ -333,9 +333,9 @@ def _main(args: argparse.Namespace) -> int:
     print(f"trained on {result.train_slices} slices, {result.steps} steps in {result.seconds:.0f} s; "
           f"weights: {result.run.segmenter}")
     if result.calibration is not None:
-        print(f"lesion threshold {result.calibration['threshold']:.3f}: "
-              f"{100 * result.calibration['false_positive_fraction']:g}% of the training livers' volume lies above it "
-              "(calibrate sets it on held-out healthy scans)")
+        print(f"lesion threshold {result.calibration['threshold']:.3f}: {100 * result.calibration['achieved']:.3g}% "
+              f"of the training livers' volume lies above it (at most "
+              f"{100 * result.calibration['false_positive_fraction']:g}%; calibrate sets it on held-out healthy scans)")
     if result.history:
         last = result.history[-1]
         print(f"phase-2 validation at its last step: Dice {_pct(last.get('dice'))}, "
