@@ -15,7 +15,9 @@ Predictions (``--prediction-kind``, default ``auto``, decided per file from its 
 - ``mask``: a binary tumor mask, 0 and 1 (tumor is 1). An integer-valued file holding only 0 and 1 is ambiguous
   (a mask, or a label map of a scan without predicted tumor?): ``auto`` reads it as a probability map when it is
   stored as floats (a thresholded one: the same tumor as a mask), as a mask when it is all 0, and otherwise
-  refuses it, asking for ``--prediction-kind`` (which then holds for every file of the folder).
+  refuses it, asking for ``--prediction-kind`` (which then holds for every file of the folder). A folder that
+  ``segment`` wrote has its ``summary.json``: ``auto`` then takes the kind it records for every file (label maps
+  by default, probabilities with ``--probabilities``).
 
 Ground truth: label maps (LiTS/MSD: liver 1, tumor 2; ``--liver-label`` / ``--tumor-label`` as for ``prepare``),
 read by :mod:`examples.lits.cases`; a value that is neither background, liver nor tumor is an error.
@@ -55,6 +57,7 @@ read and checked before anything is written: a bad file leaves ``--out`` as it w
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import numbers
 import os
@@ -327,6 +330,8 @@ def score_folder(
     _check_settings(threshold, prediction_kind, liver_labels, tumor_labels, connectivity, min_overlap,
                     affine_tolerance)
     pairs, unmatched = match_cases(Path(predictions), Path(truth), allow_missing)
+    if prediction_kind == "auto":  # segment says what it wrote: a lesion-free label map is then no riddle
+        prediction_kind = _kind_from_summary(Path(predictions)) or prediction_kind
     cases = []
     for name, pred_path, truth_path in pairs:
         scores = score_case(pred_path, truth_path, prediction_kind=prediction_kind, threshold=threshold,
@@ -346,6 +351,17 @@ def score_folder(
     }
     _write(Path(out), result)
     return result
+
+
+def _kind_from_summary(predictions: Path) -> str | None:
+    """The kind of the predictions ``segment`` wrote into this folder, from its ``summary.json`` (``None``
+    without one)."""
+    summary = predictions / "summary.json"
+    try:
+        written = json.loads(summary.read_text()).get("output") if summary.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return {"labels": "labels", "probabilities": "probability"}.get(written)
 
 
 @writes_folder("out", "score")  # one writer per folder; a full disk names it

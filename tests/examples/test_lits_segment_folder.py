@@ -251,3 +251,16 @@ def test_bf16_precision_gives_the_fp32_probabilities_within_bfloat16_rounding(sc
         assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
         assert np.array_equal(bf16 > 0, fp32 > 0)  # zero outside the liver either way
         assert np.abs(bf16 - fp32).max() < 0.05 and not np.array_equal(bf16, fp32)
+
+
+def test_score_reads_a_segment_folder_whose_cases_hold_no_lesion(scans, tmp_path, capsys):
+    # segment's default label maps of lesion-free cases hold only 0 and 1: score takes their kind from summary.json
+    out = tmp_path / "lesions"
+    assert cli(capsys, "segment", "--run", scans["run"], "-i", scans["scans"], "--livers", scans["livers"], "-o",
+               out, "--threshold", "0.999")[0] == 0
+    assert all(set(np.unique(np.asarray(nib.load(p).dataobj))) <= {0, 1} for p in out.glob("*.nii*"))
+    code, _, err = cli(capsys, "score", "--predictions", out, "--truth", scans["livers"], "--out", tmp_path / "s")
+    assert code == 0, err
+    scores = json.loads((tmp_path / "s" / "scores.json").read_text())
+    assert {c["prediction_kind"] for c in scores["cases"]} == {"labels"}
+    assert scores["pooled"]["found"] == 0 and scores["pooled"]["lesions"] > 0  # nothing predicted, lesions missed
