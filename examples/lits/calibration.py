@@ -19,7 +19,7 @@ import torch
 
 from pseudoanomaly.postprocess import healthy_threshold, smooth_across_slices
 
-from .dataset import PreparedSet
+from .dataset import PreparedSet, stack_slices
 
 __all__ = ["DEFAULT_FALSE_POSITIVE_FRACTION", "DEFAULT_SMOOTHING_MM", "UNCALIBRATED_THRESHOLD", "calibration_record",
            "run_threshold"]
@@ -82,10 +82,7 @@ def _smoothed(maps: np.ndarray, healthy: PreparedSet, smoothing_mm: float) -> np
     ids = np.asarray(healthy.case_ids)
     for case in dict.fromkeys(ids.tolist()):
         rows = np.flatnonzero(ids == case)
-        z = healthy.slice_index[rows].numpy()
-        z = z - z.min()
-        stack = np.zeros((int(z.max()) + 1, *maps.shape[1:]), np.float32)  # missing slices: no liver, 0
-        stack[z] = maps[rows]
+        stack, z = stack_slices(maps[rows], healthy.slice_index[rows].numpy())
         spacing = tuple(float(v) for v in healthy.voxel_mm[rows].median(dim=0).values)
         out[rows] = smooth_across_slices(stack, 0, smoothing_mm, spacing)[z]
     return out

@@ -382,3 +382,12 @@ def resize_slices(images: Tensor, liver: Tensor, size: int, tumor: Tensor | None
         if tumor is not None:
             out_t.append(F.interpolate(tumor[s:s + chunk].float(), size=(size, size), mode="nearest-exact") > 0.5)
     return torch.cat(out_i), torch.cat(out_l), (torch.cat(out_t) if tumor is not None else None)
+
+
+def stack_slices(slices: np.ndarray, slice_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One volume's prepared slices ``(N, S, S)`` stacked at their axial index: ``(volume (Z, S, S), rows)`` with
+    ``volume[rows] == slices``; slices missing between two kept ones are 0 (too little liver to keep)."""
+    rows = np.asarray(slice_index) - int(np.min(slice_index))
+    volume = np.zeros((int(rows.max()) + 1, *slices.shape[1:]), slices.dtype)
+    volume[rows] = slices
+    return volume, rows

@@ -30,6 +30,8 @@ from torch import Tensor
 
 from pseudoanomaly.metrics import auroc, average_precision, dice, dice_per_volume, image_scores
 
+from .dataset import stack_slices
+
 __all__ = ["THRESHOLD", "DARK_RULE_FRACTION", "SIZE_BINS", "CONNECTIVITY", "Lesions", "match_lesions", "score_maps",
            "lesion_metrics", "darkness_scores", "baseline_metrics", "headline"]
 
@@ -186,11 +188,9 @@ def lesion_metrics(maps: Tensor, labels: Tensor, foreground: Tensor, volume_ids:
         if float((mm.max(0).values / mm.min(0).values).max()) > 1.01:
             skipped.append(volume)
             continue
-        z = slice_index[rows].numpy() - int(slice_index[rows].min())
-        shape = (int(z.max()) + 1, *maps.shape[-2:])
-        score, truth = np.zeros(shape, np.float32), np.zeros(shape, bool)
-        score[z] = (maps[rows, 0] * foreground[rows, 0]).float().numpy()
-        truth[z] = (labels[rows, 0] & foreground[rows, 0]).numpy()
+        z = slice_index[rows].numpy()
+        score, _ = stack_slices((maps[rows, 0] * foreground[rows, 0]).float().numpy(), z)
+        truth, _ = stack_slices((labels[rows, 0] & foreground[rows, 0]).numpy(), z)
         spacing = tuple(float(v) for v in mm.median(0).values)
         pred = to_lesions(score, spacing)
         found = match_lesions(pred, truth, float(np.prod(spacing)))

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from pseudoanomaly.io import atomic_path
+from pseudoanomaly.postprocess import lesion_volumes
 
 from .arguments import add_inference_arguments
 from .cases import check_hounsfield, check_label_map, load_volume, nifti_stem
@@ -188,12 +189,8 @@ def _labels(prediction: _Prediction, lesions: np.ndarray) -> np.ndarray:
     return np.where(lesions, TUMOR_LABEL, np.where(prediction.liver, LIVER_LABEL, 0)).astype(np.uint8)
 
 
-def _count(lesions: np.ndarray, connectivity: int) -> int:
-    from scipy import ndimage
-
-    from pseudoanomaly.postprocess import CONNECTIVITY
-
-    return int(ndimage.label(lesions, ndimage.generate_binary_structure(3, CONNECTIVITY[connectivity]))[1])
+def _count(lesions: np.ndarray, affine: np.ndarray, connectivity: int) -> int:
+    return len(lesion_volumes(lesions, _spacing(affine), connectivity))
 
 
 def segment(
@@ -244,7 +241,7 @@ def segment(
     else:
         lesions.check_liver(float(prediction.liver.sum()) * voxel_ml, str(liver))
         tumor = lesions.apply(prediction.probability, _spacing(prediction.affine), _axial_axis(prediction.affine))
-        count = _count(tumor, lesions.connectivity)
+        count = _count(tumor, prediction.affine, lesions.connectivity)
         _save_nifti(_labels(prediction, tumor), prediction.affine, out, reference=Path(image))
     return SegmentResult(out, prediction.slices, float(tumor.sum()) * voxel_ml, float(prediction.probability.max()),
                          lesions=count)
@@ -383,7 +380,7 @@ def segment_folder(
             _save_nifti(prediction.probability, prediction.affine, out, reference=scan)
         else:
             tumor = lesions.apply(prediction.probability, _spacing(prediction.affine), _axial_axis(prediction.affine))
-            count = _count(tumor, lesions.connectivity)
+            count = _count(tumor, prediction.affine, lesions.connectivity)
             what = f"{count} lesion{'s' if count != 1 else ''}"
             _save_nifti(_labels(prediction, tumor), prediction.affine, out, reference=scan)
             if probabilities is not None:

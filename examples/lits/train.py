@@ -171,7 +171,7 @@ def train(
         inference = AnomalySegmenter(trainer.restoration, trainer.segmentation, batch_size=INFER_BATCH).eval()
         meta["calibration"] = result.calibration = calibration_record(inference, prepared, false_positive_fraction,
                                                                        "training", data)
-        save_segmenter(trainer.export(), run.segmenter, config=meta)
+        save_segmenter(inference, run.segmenter, config=meta)  # the same weights as trainer.export()
     steps_per_epoch = len(train_set) // config.batch_size
     result.completed, result.history = True, history
     result.steps = sum(phase.total_steps(steps_per_epoch) for phase in trainer.phases)
@@ -241,8 +241,8 @@ def _train_ensemble(data: str | os.PathLike, out: Path, settings: TrainSettings,
     save_segmenter(ensemble, run.segmenter, config=meta)
     first = RunFiles(members[0]).history
     if first.is_file():  # Fig. 3 of the report: the first member's phase-2 history
-        write_json(run.history, json.loads(first.read_text()))
         result.history = json.loads(first.read_text())
+        write_json(run.history, result.history)
     result.completed = True
     result.train_slices = result.train_slices or len(prepared)
     if per_member:  # every member trains as long: the whole ensemble's steps
